@@ -1,0 +1,16 @@
+//! The commands behind the CLI. `main.rs` parses and maps the result to an exit code;
+//! everything else happens here.
+
+mod list;
+mod run;
+
+use crate::cli::{Cli, Command};
+use crate::error::Error;
+
+/// Runs a parsed command line; `Ok` carries the exit code.
+pub fn dispatch(cli: Cli) -> Result<i32, Error> {
+    match cli.command {
+        Command::List(a) => list::list(&a),
+        Command::Run(a) => run::run(&a),
+    }
+}

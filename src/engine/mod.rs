@@ -1,0 +1,271 @@
+//! The torture loop: workers, op mix, per-op checks, quiescent deep checks, flight
+//! recorder, watchdog and counters. It knows nothing of KVM: everything
+//! protocol-specific is behind [`Model`].
+
+pub mod counters;
+pub mod recorder;
+mod stutter;
+mod worker;
+
+pub use worker::OpCtx;
+
+use crate::model::{Model, Violation};
+use counters::Counters;
+use recorder::Recorder;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use stutter::Stutter;
+use worker::Mix;
+
+/// Most violations kept with `--keep-going`; later ones are only counted.
+const MAX_KEPT: usize = 100;
+
+/// How a run is driven (all validated by the scenario layer).
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    pub threads: usize,
+    /// Wall-clock budget; `None` runs until the op budget or an interrupt.
+    pub duration: Option<Duration>,
+    /// Ops per worker; `None` is unbounded.
+    pub ops_per_worker: Option<u64>,
+    pub seed: u64,
+    pub delay_prob: f64,
+    pub window_boost: f64,
+    pub stall_timeout: Duration,
+    pub keep_going: bool,
+    /// Period of the stutter barrier's deep check.
+    pub quiescent_every: Duration,
+    /// Weight of each op (index = op id), after scenario overrides.
+    pub weights: Vec<u32>,
+    /// Test hook: this worker hangs after a few ops.
+    pub test_stall_worker: Option<usize>,
+}
+
+/// One violation, as found.
+#[derive(Debug, Clone)]
+pub struct Found {
+    /// The worker that found it; `None` for quiescent and teardown checks.
+    pub worker: Option<usize>,
+    pub op: &'static str,
+    pub at: Duration,
+    pub violation: Violation,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Clean,
+    Violation,
+    Stall,
+    Fault,
+    Interrupted,
+}
+
+/// Everything a run produced.
+pub struct Outcome {
+    pub status: Status,
+    pub elapsed: Duration,
+    pub ops_total: u64,
+    pub ops_by_kind: Vec<(&'static str, u64)>,
+    pub coverage: Vec<(&'static str, u64)>,
+    pub found: Vec<Found>,
+    pub violations_total: usize,
+    pub fault: Option<String>,
+    /// Worker indices the watchdog saw without progress.
+    pub stalled: Vec<usize>,
+    pub recorder: Arc<Recorder>,
+    pub model_dump: String,
+}
+
+/// Progress sink (a bar, plain lines, or nothing).
+pub trait Observer {
+    fn tick(&mut self, elapsed: Duration, ops: u64, violations: usize);
+}
+
+/// State shared by the workers and the monitor.
+pub(crate) struct Shared {
+    cfg: RunConfig,
+    model: Arc<dyn Model>,
+    stop: AtomicBool,
+    finished: AtomicUsize,
+    counters: Counters,
+    recorder: Arc<Recorder>,
+    stutter: Stutter,
+    start: Instant,
+    found: Mutex<(Vec<Found>, usize)>,
+    fault: Mutex<Option<String>>,
+}
+
+impl Shared {
+    fn violation(&self, worker: Option<usize>, op: &'static str, violation: Violation) {
+        let mut f = self.found.lock().unwrap_or_else(|e| e.into_inner());
+        f.1 += 1;
+        if f.0.len() < MAX_KEPT {
+            f.0.push(Found {
+                worker,
+                op,
+                at: self.start.elapsed(),
+                violation,
+            });
+        }
+        if !self.cfg.keep_going {
+            self.stop.store(true, Ordering::Release);
+        }
+    }
+
+    fn violations(&self) -> usize {
+        self.found.lock().unwrap_or_else(|e| e.into_inner()).1
+    }
+
+    fn fault(&self, msg: String) {
+        self.fault
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_or_insert(msg);
+        self.stop.store(true, Ordering::Release);
+    }
+
+    /// Runs a whole-model check, turning a panic into a harness fault.
+    fn guarded_check(&self, what: &'static str, f: impl FnOnce() -> Result<(), Violation>) {
+        match catch_unwind(AssertUnwindSafe(f)) {
+            Ok(Ok(())) => {}
+            Ok(Err(v)) => self.violation(None, what, v),
+            Err(p) => self.fault(format!("model panicked in {what}: {}", worker::panic_message(&p))),
+        }
+    }
+
+    fn quiescent_check(&self) {
+        self.guarded_check("quiescent", || self.model.check_quiescent());
+    }
+}
+
+/// Runs `model` under `cfg` until the budget, a violation (unless keep-going), a
+/// stall, a fault or an interrupt.
+pub fn run(model: Arc<dyn Model>, cfg: RunConfig, interrupted: &dyn Fn() -> bool, obs: &mut dyn Observer) -> Outcome {
+    let ops = model.ops();
+    let roles = model.worker_roles(cfg.threads);
+    let shared = Arc::new(Shared {
+        counters: Counters::new(cfg.threads, ops.len(), model.coverage_names().len()),
+        recorder: Arc::new(Recorder::new(cfg.threads)),
+        stutter: Stutter::new(cfg.threads),
+        stop: AtomicBool::new(false),
+        finished: AtomicUsize::new(0),
+        start: Instant::now(),
+        found: Mutex::new((Vec::new(), 0)),
+        fault: Mutex::new(None),
+        model,
+        cfg,
+    });
+    for (idx, mask) in roles.iter().enumerate() {
+        let weights: Vec<(usize, u32)> = ops
+            .iter()
+            .enumerate()
+            .filter(|(_, o)| mask & (1 << o.role) != 0)
+            .map(|(i, _)| (i, shared.cfg.weights[i]))
+            .collect();
+        let sh = Arc::clone(&shared);
+        let mix = Mix::new(&weights);
+        std::thread::Builder::new()
+            .name(format!("torture-{idx}"))
+            .spawn(move || worker::run(sh, idx, mix))
+            .expect("spawn worker thread");
+    }
+    let (interrupt, stalled) = monitor(&shared, interrupted, obs);
+    finish(shared, interrupt, stalled)
+}
+
+/// The main thread's loop: deadlines, interrupts, periodic deep checks, progress and
+/// the watchdog. Returns (interrupted, stalled workers).
+fn monitor(sh: &Shared, interrupted: &dyn Fn() -> bool, obs: &mut dyn Observer) -> (bool, Vec<usize>) {
+    let n = sh.cfg.threads;
+    let mut last_ops = vec![u64::MAX; n];
+    let mut last_change = vec![Instant::now(); n];
+    let mut last_quiescent = Instant::now();
+    let mut interrupt = false;
+    let mut stopping_since: Option<Instant> = None;
+    loop {
+        std::thread::sleep(Duration::from_millis(20));
+        let now = Instant::now();
+        let elapsed = now - sh.start;
+        if sh.finished.load(Ordering::Acquire) == n {
+            return (interrupt, Vec::new());
+        }
+        if !interrupt && interrupted() {
+            interrupt = true;
+            sh.stop.store(true, Ordering::Release);
+        }
+        if sh.cfg.duration.is_some_and(|d| elapsed >= d) {
+            sh.stop.store(true, Ordering::Release);
+        }
+        if sh.stop.load(Ordering::Acquire) {
+            stopping_since.get_or_insert(now);
+        } else if now - last_quiescent >= sh.cfg.quiescent_every {
+            sh.stutter.request();
+            last_quiescent = now;
+        }
+        // Watchdog: a worker whose op count has not moved for stall_timeout while it
+        // is inside an op (or the run is winding down) is hung.
+        let mut stalled = Vec::new();
+        for w in 0..n {
+            let c = sh.counters.workers[w].ops_total.load(Ordering::Relaxed);
+            if c != last_ops[w] {
+                last_ops[w] = c;
+                last_change[w] = now;
+            } else if now - last_change[w] >= sh.cfg.stall_timeout && sh.recorder.snapshot(w).0.is_some() {
+                stalled.push(w);
+            }
+        }
+        if !stalled.is_empty() {
+            sh.stop.store(true, Ordering::Release);
+            return (interrupt, stalled);
+        }
+        if stopping_since.is_some_and(|t| now - t >= sh.cfg.stall_timeout) {
+            // Stopping, but some worker never got back to an op boundary.
+            let stuck = (0..n).filter(|&w| sh.recorder.snapshot(w).0.is_some()).collect();
+            return (interrupt, stuck);
+        }
+        obs.tick(elapsed, sh.counters.ops_total(), sh.violations());
+    }
+}
+
+fn finish(sh: Arc<Shared>, interrupt: bool, stalled: Vec<usize>) -> Outcome {
+    let clean_stop = stalled.is_empty();
+    if clean_stop {
+        // Every worker is gone: teardown checks run with nothing in flight.
+        if sh.violations() == 0 || sh.cfg.keep_going {
+            sh.quiescent_check();
+            sh.guarded_check("teardown", || sh.model.finish());
+        }
+    }
+    let fault = sh.fault.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let (found, total) = sh.found.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let status = if fault.is_some() {
+        Status::Fault
+    } else if total > 0 {
+        Status::Violation
+    } else if !clean_stop {
+        Status::Stall
+    } else if interrupt {
+        Status::Interrupted
+    } else {
+        Status::Clean
+    };
+    let ops = sh.model.ops();
+    let by_kind = sh.counters.ops_by_kind(ops.len());
+    let names = sh.model.coverage_names();
+    let cov = sh.counters.coverage(names.len());
+    Outcome {
+        status,
+        elapsed: sh.start.elapsed(),
+        ops_total: sh.counters.ops_total(),
+        ops_by_kind: ops.iter().map(|o| o.name).zip(by_kind).collect(),
+        coverage: names.iter().copied().zip(cov).collect(),
+        found,
+        violations_total: total,
+        fault,
+        stalled,
+        recorder: Arc::clone(&sh.recorder),
+        model_dump: sh.model.dump(),
+    }
+}

@@ -1,0 +1,95 @@
+//! The stutter barrier: park every worker between operations for a deep check.
+//!
+//! Like rcutorture's `stutter_wait()`, but the point is the check, not the pause: a
+//! quiescent invariant (Q1–Q3 of the HPT spec, Q1–Q4 of pfncache) is only meaningful
+//! when no operation is half done. The last worker to park runs the check, so the
+//! barrier needs no controller thread and works under any scheduler; a worker that
+//! leaves for good (budget spent, stop requested) counts as parked.
+
+use crate::sched::Backoff;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+
+#[derive(Default)]
+struct State {
+    requested: bool,
+    parked: usize,
+    active: usize,
+    epoch: u64,
+}
+
+pub struct Stutter {
+    /// Fast-path flag read between every two ops.
+    flag: AtomicBool,
+    state: Mutex<State>,
+}
+
+impl Stutter {
+    pub fn new(workers: usize) -> Self {
+        Stutter {
+            flag: AtomicBool::new(false),
+            state: Mutex::new(State {
+                active: workers,
+                ..State::default()
+            }),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Asks every worker to park at its next op boundary.
+    pub fn request(&self) {
+        let mut s = self.state();
+        if s.active > 0 {
+            s.requested = true;
+            self.flag.store(true, Ordering::Release);
+        }
+    }
+
+    pub fn pending(&self) -> bool {
+        self.flag.load(Ordering::Acquire)
+    }
+
+    /// Called between ops when [`pending`](Self::pending): parks until the check ran.
+    /// The last worker to arrive runs `check` and releases the others.
+    pub fn park(&self, check: &mut dyn FnMut()) {
+        let mut s = self.state();
+        if !s.requested {
+            return;
+        }
+        s.parked += 1;
+        if s.parked == s.active {
+            drop(s);
+            self.run_and_release(check);
+            return;
+        }
+        let epoch = s.epoch;
+        drop(s);
+        let mut b = Backoff::new("stutter.parked");
+        while self.state().epoch == epoch {
+            b.spin();
+        }
+    }
+
+    /// A worker stops for good; if it was the last one the others waited for, it runs
+    /// the check.
+    pub fn leave(&self, check: &mut dyn FnMut()) {
+        let mut s = self.state();
+        s.active -= 1;
+        if s.requested && s.parked == s.active && s.active > 0 {
+            drop(s);
+            self.run_and_release(check);
+        }
+    }
+
+    fn run_and_release(&self, check: &mut dyn FnMut()) {
+        check();
+        let mut s = self.state();
+        s.requested = false;
+        s.parked = 0;
+        s.epoch += 1;
+        self.flag.store(false, Ordering::Release);
+    }
+}

@@ -1,0 +1,151 @@
+//! One torture worker: pick an op from the mix, run it, record it, repeat.
+
+use super::{counters::WorkerCounters, recorder::Kind, Shared};
+use crate::rng::{Rng, Stream};
+use crate::sched::{self, stress::Injector, Mode};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+/// What a model operation sees of the engine.
+pub struct OpCtx<'a> {
+    worker: usize,
+    threads: usize,
+    rng: &'a mut Rng,
+    shared: &'a Shared,
+    counters: &'a WorkerCounters,
+}
+
+impl OpCtx<'_> {
+    /// This worker's index (a model may map it to a vCPU).
+    pub fn worker(&self) -> usize {
+        self.worker
+    }
+
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// The worker's op stream: the same sequence for the same seed and index.
+    pub fn rng(&mut self) -> &mut Rng {
+        self.rng
+    }
+
+    /// Counts one entry into race window `id` (an index into the model's
+    /// `coverage_names`).
+    pub fn cover(&self, id: usize) {
+        self.counters.cover(id);
+    }
+
+    /// Notes an event in the flight recorder (shown in failure reports).
+    pub fn event(&self, what: &'static str, a: u64, b: u64) {
+        self.shared
+            .recorder
+            .record(self.worker, Kind::Event, what, a, b);
+    }
+}
+
+/// A weighted op table for one worker, built from its role mask.
+pub struct Mix {
+    ops: Vec<(usize, u64)>,
+    total: u64,
+}
+
+impl Mix {
+    pub fn new(weights: &[(usize, u32)]) -> Self {
+        let mut total = 0;
+        let ops = weights
+            .iter()
+            .filter(|(_, w)| *w > 0)
+            .map(|&(op, w)| {
+                total += w as u64;
+                (op, total)
+            })
+            .collect();
+        Mix { ops, total }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.total == 0
+    }
+
+    pub fn pick(&self, rng: &mut Rng) -> usize {
+        let x = rng.below(self.total);
+        self.ops.iter().find(|(_, end)| x < *end).map(|(op, _)| *op).expect("x < total")
+    }
+}
+
+/// The worker thread body.
+pub(super) fn run(shared: Arc<Shared>, idx: usize, mix: Mix) {
+    let cfg = &shared.cfg;
+    let _mode = sched::enter(Mode::Stress(Injector::new(
+        Rng::stream(cfg.seed, Stream::Delays, idx as u64),
+        cfg.delay_prob,
+        cfg.window_boost,
+    )));
+    let mut rng = Rng::stream(cfg.seed, Stream::Ops, idx as u64);
+    let counters = &shared.counters.workers[idx];
+    let ops = shared.model.ops();
+    let mut done = 0u64;
+    let mut check = || shared.quiescent_check();
+    while !mix.is_empty() && !shared.stop.load(Ordering::Relaxed) {
+        if cfg.ops_per_worker.is_some_and(|n| done >= n) {
+            break;
+        }
+        if shared.stutter.pending() {
+            shared.stutter.park(&mut check);
+            continue;
+        }
+        if cfg.test_stall_worker == Some(idx) && done == 16 {
+            stall_forever(&shared, idx);
+        }
+        let op = mix.pick(&mut rng);
+        let name = ops[op].name;
+        shared.recorder.record(idx, Kind::Begin, name, done, 0);
+        let mut cx = OpCtx {
+            worker: idx,
+            threads: cfg.threads,
+            rng: &mut rng,
+            shared: &shared,
+            counters,
+        };
+        let result = catch_unwind(AssertUnwindSafe(|| shared.model.step(&mut cx, op)));
+        done += 1;
+        match result {
+            Ok(Ok(())) => {
+                shared.recorder.record(idx, Kind::End, name, done, 0);
+                counters.op_done(op);
+            }
+            Ok(Err(v)) => {
+                shared.recorder.record(idx, Kind::Failed, name, done, 0);
+                counters.op_done(op);
+                shared.violation(Some(idx), name, v);
+            }
+            Err(panic) => {
+                shared.recorder.record(idx, Kind::Failed, name, done, 0);
+                shared.fault(format!("worker {idx} panicked in op {name}: {}", panic_message(&panic)));
+            }
+        }
+    }
+    shared.stutter.leave(&mut check);
+    shared.finished.fetch_add(1, Ordering::AcqRel);
+}
+
+/// The `--test-stall-worker` hook: this worker stops making progress inside an op,
+/// as a model stuck in a lock would, so the watchdog path can be tested end to end.
+fn stall_forever(shared: &Shared, idx: usize) -> ! {
+    shared.recorder.record(idx, Kind::Begin, "test.stall", 0, 0);
+    loop {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+pub(super) fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = p.downcast_ref::<&str>() {
+        s.to_string()
+    } else if let Some(s) = p.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic payload".into()
+    }
+}

@@ -1,0 +1,306 @@
+//! The vCPU side: `kvmppc_vcpu_run_hv` → `kvmppc_run_vcpu` → `kvmppc_run_core`, the
+//! guest's accesses and hypercalls (`kvmppc_do_h_enter`, `kvmppc_do_h_remove` in
+//! book3s_hv_rm_mmu.c) and the host page fault (`kvmppc_book3s_hv_page_fault`).
+
+use super::table::{self, Table, AVPN_SHIFT, GROUP, RMAP_PRESENT, V_ABSENT, V_BOLTED, V_HVLOCK, V_VALID};
+use super::{cov, Hpt, Vcpu};
+use crate::engine::OpCtx;
+use crate::model::Violation;
+use crate::{point, window};
+use std::sync::atomic::Ordering::{Relaxed, SeqCst};
+use std::sync::Arc;
+
+/// A fault recorded at guest exit (`vcpu->arch.pgfault_index`, `pgfault_hpte[]`),
+/// tagged with the table it was computed against.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Fault {
+    index: usize,
+    v: u64,
+    r: u64,
+    gen: u64,
+}
+
+/// Why the guest exited.
+enum Exit {
+    /// Ran its accesses (or was kicked by the resize IPI).
+    Done,
+    /// Touched an ABSENT entry: a hypervisor page fault for the host to resolve.
+    PageFault(Fault),
+}
+
+impl Vcpu {
+    /// Interrupts off: from here until [`exit`](Self::exit) the resize IPI waits.
+    fn irq_off(&self) {
+        let w = self.run.load(SeqCst);
+        self.run.store(w | 1, SeqCst);
+    }
+
+    /// Guest exit with interrupts back on (a pending IPI is taken here).
+    fn exit(&self) {
+        let w = self.run.load(SeqCst);
+        self.kick.store(false, SeqCst);
+        self.run.store((w & !1) + 2, SeqCst);
+    }
+}
+
+impl Hpt {
+    /// One `KVM_RUN` ioctl: up to `passes` trips around the run loop.
+    pub(super) fn kvm_run(&self, cx: &mut OpCtx) -> Result<(), Violation> {
+        let vcpu = &self.vcpus[cx.worker()];
+        if !self.checks.setup_in_loop && !self.mmu_ready.load(SeqCst) {
+            // B1 (buggy): the only setup check, once per KVM_RUN in kvmppc_vcpu_run_hv().
+            self.setup_htab(cx);
+        }
+        for _ in 0..self.params.passes {
+            if self.checks.setup_in_loop && !self.mmu_ready.load(SeqCst) {
+                // Fixed kvmppc_run_vcpu(): drop vc->lock, block in kvmhv_setup_mmu().
+                self.setup_htab(cx);
+            }
+            window!("hpt.vcpu.before_irq_off");
+            vcpu.irq_off();
+            window!("hpt.vcpu.irqoff_recheck");
+            if self.checks.irqoff_recheck && !self.mmu_ready.load(SeqCst) {
+                // Fixed kvmppc_run_core(): refuse to enter, resize in progress.
+                vcpu.exit();
+                cx.cover(cov::ENTRY_REFUSED_NOT_READY);
+                continue;
+            }
+            let exit = self.guest(cx, vcpu)?;
+            vcpu.exit();
+            window!("hpt.vcpu.after_exit");
+            if let Exit::PageFault(f) = exit {
+                let idx = self.srcu.read_lock();
+                let r = self.page_fault(cx, f);
+                self.srcu.read_unlock(idx);
+                r?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `kvmhv_setup_mmu()`: under `kvm->lock`, which a resize commit holds for its
+    /// whole duration — so this blocks until the commit is over.
+    fn setup_htab(&self, cx: &OpCtx) {
+        let resizing = self.ghost.rehashing_gen.load(SeqCst) != 0 || self.ghost.ipi_window.load(SeqCst) != 0;
+        let _kvm = self.kvm_lock.lock();
+        if resizing {
+            cx.cover(cov::SETUP_BLOCKED_BY_RESIZE);
+        }
+        if !self.mmu_ready.load(SeqCst) {
+            self.mmu_ready.store(true, SeqCst);
+        }
+    }
+
+    /// Guest execution: accesses through the current table, H_ENTER on a miss,
+    /// occasional H_REMOVE, until the accesses run out, a page fault, or the IPI.
+    fn guest(&self, cx: &mut OpCtx, vcpu: &Vcpu) -> Result<Exit, Violation> {
+        if self.ghost.ipi_window.load(SeqCst) != 0 {
+            self.ghost.entries_in_window.fetch_add(1, SeqCst);
+        }
+        let t = self.current();
+        cx.event("guest.enter", t.gen, self.ghost.cursor.load(Relaxed));
+        for _ in 0..self.params.accesses {
+            if vcpu.kick.load(SeqCst) {
+                break;
+            }
+            let va = self.pick_va(cx, &t);
+            let base = t.group_of(va);
+            match self.find(&t, base, va) {
+                Some((i, v)) if v & V_VALID != 0 => {
+                    if cx.rng().chance(0.15) {
+                        self.h_remove(cx, &t, i, va)?;
+                    }
+                }
+                Some((i, _)) => {
+                    if let Some(f) = self.absent_fault(&t, i, va) {
+                        cx.event("guest.fault", i as u64, t.gen);
+                        return Ok(Exit::PageFault(f));
+                    }
+                }
+                None => {
+                    if !self.h_enter(cx, &t, base, va)? {
+                        self.evict(cx, &t, base)?;
+                    }
+                }
+            }
+        }
+        Ok(Exit::Done)
+    }
+
+    /// Mostly uniform; while a rehash runs, half the time an entry just behind the
+    /// cursor (the spec's bias: the race needs an access to an already-rehashed entry).
+    fn pick_va(&self, cx: &mut OpCtx, t: &Table) -> u64 {
+        let cursor = self.ghost.cursor.load(Relaxed) as usize;
+        if self.ghost.rehashing_gen.load(Relaxed) == t.gen && cursor > 0 && cx.rng().chance(0.5) {
+            let back = cx.rng().index(cursor.min(2 * GROUP)) + 1;
+            let v = t.v[cursor - back].peek();
+            if v & (V_VALID | V_ABSENT) != 0 {
+                return table::avpn(v);
+            }
+        }
+        cx.rng().below(self.params.vas)
+    }
+
+    /// The hardware hash lookup: an entry of `va`'s PTEG with its AVPN, VALID or ABSENT.
+    fn find(&self, t: &Table, base: usize, va: u64) -> Option<(usize, u64)> {
+        (base..base + GROUP).find_map(|i| {
+            let v = t.v[i].load(Relaxed);
+            (v & (V_VALID | V_ABSENT) != 0 && table::avpn(v) == va).then_some((i, v))
+        })
+    }
+
+    /// `kvmppc_hpte_hv_fault()`: lock, snapshot, unlock, and record the fault if the
+    /// entry is (still) ABSENT for `va`.
+    fn absent_fault(&self, t: &Table, i: usize, va: u64) -> Option<Fault> {
+        let locked = t.lock(i);
+        let v = locked & !V_HVLOCK;
+        let r = t.r[i].load(Relaxed);
+        t.unlock(i, v);
+        (v & V_ABSENT != 0 && v & V_VALID == 0 && table::avpn(v) == va).then_some(Fault {
+            index: i,
+            v,
+            r,
+            gen: t.gen,
+        })
+    }
+
+    /// `kvmppc_do_h_enter()` for `va` into its PTEG; false on `H_PTEG_FULL`.
+    fn h_enter(&self, cx: &mut OpCtx, t: &Table, base: usize, va: u64) -> Result<bool, Violation> {
+        let bolted = if va < self.params.bolted { V_BOLTED } else { 0 };
+        let pteh = va << AVPN_SHIFT | bolted | V_VALID;
+        let gfn = self.gfn_of(va);
+        // Pass 1: a slot with neither VALID nor ABSENT, try-locked in one CAS.
+        let mut slot = (base..base + GROUP)
+            .find(|&i| t.v[i].load(Relaxed) & V_VALID == 0 && t.try_lock(i, V_HVLOCK | V_VALID | V_ABSENT).is_some());
+        if slot.is_none() {
+            // Pass 2: lock each slot and recheck (try_lock_hpte can fail spuriously).
+            slot = (base..base + GROUP).find(|&i| {
+                let v = t.lock(i);
+                let free = v & (V_VALID | V_ABSENT) == 0;
+                if !free {
+                    t.unlock(i, v);
+                }
+                free
+            });
+        }
+        let Some(i) = slot else { return Ok(false) };
+        t.rev[i].guest_rpte.store(gfn << 12, Relaxed);
+        let stale = self.r3_check(t, i, "H_ENTER made an entry VALID");
+        window!("hpt.h_enter.before_rmap");
+        let w = self.rmap.lock(gfn);
+        let linked = table::add_revmap_chain(t, &self.rmap, gfn, w, i);
+        t.r[i].store(gfn << 12, Relaxed);
+        t.unlock(i, pteh);
+        cx.event("h_enter", i as u64, t.gen);
+        linked?;
+        stale.map_or(Ok(true), Err)
+    }
+
+    /// The guest evicts a random entry of a full PTEG (as Linux's hash code does).
+    fn evict(&self, cx: &mut OpCtx, t: &Table, base: usize) -> Result<(), Violation> {
+        let i = base + cx.rng().index(GROUP);
+        let v = t.v[i].load(Relaxed);
+        if v & V_BOLTED == 0 && v & (V_VALID | V_ABSENT) != 0 {
+            self.h_remove(cx, t, i, table::avpn(v))?;
+        }
+        Ok(())
+    }
+
+    /// `kvmppc_do_h_remove()` with `H_AVPN`: remove entry `i` if it still maps `va`.
+    fn h_remove(&self, cx: &OpCtx, t: &Table, i: usize, va: u64) -> Result<(), Violation> {
+        let v = t.lock(i) & !V_HVLOCK;
+        if v & (V_ABSENT | V_VALID) == 0 || table::avpn(v) != va {
+            t.unlock(i, v);
+            return Ok(());
+        }
+        let mut unlinked = Ok(());
+        if v & V_VALID != 0 {
+            t.v[i].store((v & !V_VALID) | V_HVLOCK, Relaxed);
+            let gfn = table::rpte_gfn(t.rev[i].guest_rpte.load(Relaxed));
+            let w = self.rmap.lock(gfn);
+            unlinked = match table::unlink(t, gfn, w, i) {
+                Ok(w) => {
+                    self.rmap.unlock(gfn, w);
+                    Ok(())
+                }
+                Err(e) => {
+                    self.rmap.unlock(gfn, w);
+                    Err(e)
+                }
+            };
+        }
+        t.unlock(i, 0);
+        cx.event("h_remove", i as u64, t.gen);
+        unlinked
+    }
+
+    /// `kvmppc_book3s_hv_page_fault()`, HPT path, inside the SRCU read side.
+    fn page_fault(&self, cx: &mut OpCtx, f: Fault) -> Result<(), Violation> {
+        let t: Arc<Table> = self.current();
+        if t.gen != f.gen {
+            // The spec's caveat (both variants): the kernel indexes the new table with
+            // the old index; the model resumes the guest instead.
+            cx.cover(cov::FAULT_STALE_TABLE);
+            return Ok(());
+        }
+        if self.ghost.rehashing_gen.load(SeqCst) == t.gen || self.ghost.ipi_window.load(SeqCst) != 0 {
+            cx.cover(cov::FAULT_OVERLAPPED_COMMIT);
+        }
+        let i = f.index;
+        let v0 = t.lock(i) & !V_HVLOCK;
+        let r0 = t.r[i].load(Relaxed);
+        let gr = t.rev[i].guest_rpte.load(Relaxed);
+        t.unlock(i, v0);
+        if v0 != f.v || r0 != f.r {
+            return Ok(());
+        }
+        // get_user_pages_fast(): pinning the page may sleep.
+        window!("hpt.fault.pin_page");
+        let vnow = t.lock(i) & !V_HVLOCK;
+        if self.checks.fault_recheck && !self.mmu_ready.load(SeqCst) {
+            // B3 fix: the HPTE lock orders this read after rehash's unlock of entry i.
+            t.unlock(i, vnow);
+            cx.cover(cov::FAULT_BAILED_NOT_READY);
+            return Ok(());
+        }
+        if vnow != v0 || t.r[i].load(Relaxed) != r0 || t.rev[i].guest_rpte.load(Relaxed) != gr {
+            t.unlock(i, vnow);
+            return Ok(());
+        }
+        let gfn = table::rpte_gfn(gr);
+        let stale = self.r3_check(&t, i, "page fault made an entry VALID");
+        point!("hpt.fault.lock_rmap");
+        let w = self.rmap.lock(gfn);
+        cx.event("fault.link", i as u64, t.gen);
+        let linked = table::add_revmap_chain(&t, &self.rmap, gfn, w, i);
+        t.r[i].store(gfn << 12, Relaxed);
+        t.unlock(i, (vnow & !V_ABSENT) | V_VALID);
+        linked?;
+        stale.map_or(Ok(()), Err)
+    }
+
+    /// R3: while table `t` is being rehashed, no entry below the cursor may become
+    /// VALID or be linked into an rmap chain. Called with entry `i` locked.
+    fn r3_check(&self, t: &Table, i: usize, what: &str) -> Option<Violation> {
+        let cursor = self.ghost.cursor.load(SeqCst) as usize;
+        (self.ghost.rehashing_gen.load(SeqCst) == t.gen && i < cursor).then(|| {
+            let gfn = table::rpte_gfn(t.rev[i].guest_rpte.peek());
+            let w = self.rmap.words[gfn as usize].peek();
+            Violation::new(
+                "R3",
+                format!(
+                    "{what} at index {i} of table gen {} while the rehash cursor is at {cursor}: \
+                     the entry was already rehashed and will not be in the new table",
+                    t.gen
+                ),
+            )
+            .with_state(format!(
+                "{}\nrmap[gfn {gfn}] = {w:#x} (PRESENT={}, head {})\nmmu_ready = {}",
+                t.describe(i),
+                w & RMAP_PRESENT != 0,
+                w & table::RMAP_INDEX,
+                self.mmu_ready.peek()
+            ))
+        })
+    }
+}

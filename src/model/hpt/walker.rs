@@ -1,0 +1,140 @@
+//! rmap walkers: `kvm_unmap_rmapp()` (MMU-notifier unmap) and `kvm_age_rmapp()`.
+//!
+//! Both run in notifier context, which holds `kvm->srcu` and `kvm->mmu_lock`
+//! (`kvm_mmu_notifier_invalidate_range_start` → `kvm_unmap_hva_range`), so the pivot's
+//! table swap cannot happen under them. They hold an rmap lock and may only try-lock
+//! an HPTE (lock order HPTE → rmap): on failure, drop the rmap lock, wait, retry.
+
+use super::table::{self, Table, RMAP_INDEX, RMAP_PRESENT, V_HVLOCK, V_VALID};
+use super::{cov, Hpt};
+use crate::engine::OpCtx;
+use crate::model::Violation;
+use crate::sched::Backoff;
+use std::sync::atomic::Ordering::Relaxed;
+
+impl Hpt {
+    /// Runs `f` on the current table in notifier context (SRCU + `mmu_lock`).
+    fn in_notifier<T>(&self, f: impl FnOnce(&Table) -> T) -> T {
+        let idx = self.srcu.read_lock();
+        self.mmu_lock.lock();
+        let t = self.current();
+        let r = f(&t);
+        self.mmu_lock.unlock();
+        self.srcu.read_unlock(idx);
+        r
+    }
+
+    /// `kvm_unmap_rmapp()` for a random guest page: unlink every chain member and make
+    /// it ABSENT, checking R1 and R2 on the way.
+    pub(super) fn notifier_unmap(&self, cx: &mut OpCtx) -> Result<(), Violation> {
+        let gfn = cx.rng().below(self.params.pages);
+        self.in_notifier(|t| {
+            let mut busy = Backoff::new("hpt.unmap_rmapp.hpte_busy");
+            loop {
+                let w = self.rmap.lock(gfn);
+                if w & RMAP_PRESENT == 0 {
+                    self.rmap.unlock(gfn, w);
+                    return Ok(());
+                }
+                if let Err(v) = self.check_chain(t, gfn, w) {
+                    self.rmap.unlock(gfn, w);
+                    return Err(v);
+                }
+                let i = (w & RMAP_INDEX) as usize;
+                let Some(v) = t.try_lock(i, V_HVLOCK) else {
+                    self.rmap.unlock(gfn, w);
+                    cx.cover(cov::WALKER_HPTE_BUSY);
+                    while t.v[i].load(Relaxed) & V_HVLOCK != 0 {
+                        busy.spin();
+                    }
+                    continue;
+                };
+                let r = table::unmap_hpte(t, gfn, w, i, v | V_HVLOCK);
+                let (w2, v2) = r.as_ref().map_or((w, v), |&(w2, v2)| (w2, v2));
+                self.rmap.unlock(gfn, w2);
+                t.unlock(i, v2);
+                cx.event("notifier.unmap", i as u64, t.gen);
+                r?;
+            }
+        })
+    }
+
+    /// `kvm_age_rmapp()`: walk the chain under the rmap lock, clearing referenced bits
+    /// of entries it can try-lock; checks R1 and R2.
+    pub(super) fn age_rmap(&self, cx: &mut OpCtx) -> Result<(), Violation> {
+        let gfn = cx.rng().below(self.params.pages);
+        self.in_notifier(|t| {
+            let w = self.rmap.lock(gfn);
+            let r = self.check_chain(t, gfn, w);
+            if r.is_ok() && w & RMAP_PRESENT != 0 {
+                let head = (w & RMAP_INDEX) as usize;
+                let mut i = head;
+                loop {
+                    let next = t.rev[i].forw.load(Relaxed) as usize;
+                    if let Some(v) = t.try_lock(i, V_HVLOCK) {
+                        t.r[i].store(t.r[i].load(Relaxed) & !0x100, Relaxed);
+                        t.unlock(i, v);
+                    } else {
+                        cx.cover(cov::WALKER_HPTE_BUSY);
+                    }
+                    i = next;
+                    if i == head {
+                        break;
+                    }
+                }
+            }
+            self.rmap.unlock(gfn, w);
+            r
+        })
+    }
+
+    /// R1 and R2 for the chain of `gfn` whose rmap word `w` is locked: the head and
+    /// every link inside the table, the walk back at the head within `npte` steps,
+    /// `rev[rev[k].forw].back == k`, every member VALID (or HVLOCK held by a thread
+    /// about to change it) and naming this page.
+    pub(super) fn check_chain(&self, t: &Table, gfn: u64, w: u64) -> Result<(), Violation> {
+        if w & RMAP_PRESENT == 0 {
+            return Ok(());
+        }
+        let fail = |inv: &'static str, msg: String, k: usize| {
+            let mut st = format!("rmap[gfn {gfn}] = {w:#x}\n{}\n", t.describe(k));
+            t.dump(&mut st);
+            Err(Violation::new(inv, msg).with_state(st))
+        };
+        let head = (w & RMAP_INDEX) as usize;
+        if head >= t.npte() {
+            return fail(
+                "R1",
+                format!(
+                    "rmap[gfn {gfn}] is PRESENT with head index {head}, but the current HPT (gen {}) has only {} entries",
+                    t.gen,
+                    t.npte()
+                ),
+                head,
+            );
+        }
+        let mut k = head;
+        for _ in 0..t.npte() {
+            let v = t.v[k].peek();
+            let gr = t.rev[k].guest_rpte.peek();
+            if v & (V_VALID | V_HVLOCK) == 0 {
+                return fail("R2", format!("chain of gfn {gfn}: member {k} is neither VALID nor locked"), k);
+            }
+            if table::rpte_gfn(gr) != gfn {
+                return fail("R2", format!("chain of gfn {gfn}: member {k} maps gfn {}", table::rpte_gfn(gr)), k);
+            }
+            let f = t.rev[k].forw.peek() as usize;
+            if f >= t.npte() {
+                return fail("R1", format!("chain of gfn {gfn}: rev[{k}].forw = {f} is outside the HPT (npte {})", t.npte()), k);
+            }
+            if t.rev[f].back.peek() as usize != k {
+                return fail("R2", format!("chain of gfn {gfn}: rev[{f}].back != {k} (rev[{k}].forw = {f})"), k);
+            }
+            k = f;
+            if k == head {
+                return Ok(());
+            }
+        }
+        fail("R2", format!("chain of gfn {gfn} does not return to its head {head} within npte steps"), head)
+    }
+}

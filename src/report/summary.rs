@@ -1,0 +1,84 @@
+//! `summary.json`: the machine-readable record of a run.
+
+use crate::engine::{Outcome, Status};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Serialize)]
+pub struct ViolationRecord {
+    pub invariant: String,
+    /// Worker index, or "quiescent"/"teardown" for whole-model checks.
+    pub thread: String,
+    pub op: String,
+    pub message: String,
+    pub at_s: f64,
+}
+
+/// Written with `status: "running"` before the workers start, so a crash of the host
+/// still leaves the seed and a replay command; rewritten when the run ends.
+#[derive(Debug, Serialize)]
+pub struct Summary {
+    pub version: String,
+    pub scenario: String,
+    pub model: String,
+    pub variant: String,
+    pub mode: String,
+    pub seed: u64,
+    pub threads: usize,
+    pub duration_limit_s: Option<f64>,
+    pub ops_limit: Option<u64>,
+    pub delay_prob: f64,
+    pub status: String,
+    pub duration_s: f64,
+    pub ops_total: u64,
+    pub ops_per_s: f64,
+    pub ops_by_kind: BTreeMap<String, u64>,
+    pub coverage: BTreeMap<String, u64>,
+    pub violations_total: usize,
+    pub violations: Vec<ViolationRecord>,
+    pub stalled_threads: Vec<usize>,
+    pub fault: Option<String>,
+    pub exit_code: Option<i32>,
+    pub replay: String,
+}
+
+pub fn status_name(s: Status) -> &'static str {
+    match s {
+        Status::Clean => "clean",
+        Status::Violation => "violation",
+        Status::Stall => "stall",
+        Status::Fault => "fault",
+        Status::Interrupted => "interrupted",
+    }
+}
+
+impl Summary {
+    /// Fills in the results of a finished run.
+    pub fn complete(&mut self, o: &Outcome, exit_code: i32) {
+        self.status = status_name(o.status).into();
+        self.duration_s = o.elapsed.as_secs_f64();
+        self.ops_total = o.ops_total;
+        self.ops_per_s = o.ops_total as f64 / self.duration_s.max(1e-9);
+        self.ops_by_kind = o.ops_by_kind.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+        self.coverage = o.coverage.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+        self.violations_total = o.violations_total;
+        self.violations = o
+            .found
+            .iter()
+            .map(|f| ViolationRecord {
+                invariant: f.violation.invariant.into(),
+                thread: f.worker.map_or_else(|| f.op.to_string(), |w| w.to_string()),
+                op: f.op.into(),
+                message: f.violation.message.clone(),
+                at_s: f.at.as_secs_f64(),
+            })
+            .collect();
+        self.stalled_threads = o.stalled.clone();
+        self.fault = o.fault.clone();
+        self.exit_code = Some(exit_code);
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("summary serialises") + "\n"
+    }
+}

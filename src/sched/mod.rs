@@ -1,0 +1,130 @@
+//! Preemption points: the one hook between the models and the scheduler.
+//!
+//! Models and the `sync` primitives call [`point`] wherever another CPU could act
+//! between two steps of a protocol (every atomic access of the facade, every lock
+//! operation, and the explicit race windows a spec lists). A waiter whose condition
+//! is still false calls [`Backoff::spin`] instead, which tells the scheduler that this
+//! thread cannot make progress by itself.
+//!
+//! What a point *does* depends on the thread's [`Mode`]:
+//! - outside a torture worker (unit tests, the main thread): nothing;
+//! - stress: a seeded draw may inject a spin, a yield or a short sleep, with a higher
+//!   probability at race-window sites ([`Site::window`]) — see [`stress`].
+
+pub mod stress;
+
+use std::cell::RefCell;
+use std::panic::Location;
+
+/// Where a preemption point is: a stable name (used in traces and schedules), the
+/// source location, and whether a spec marks it as a race window.
+#[derive(Clone, Copy, Debug)]
+pub struct Site {
+    pub name: &'static str,
+    pub window: bool,
+    pub loc: &'static Location<'static>,
+}
+
+impl Site {
+    #[track_caller]
+    pub fn new(name: &'static str) -> Self {
+        Site {
+            name,
+            window: false,
+            loc: Location::caller(),
+        }
+    }
+
+    /// A site that a spec names as a race window: stress mode injects delays here more often.
+    #[track_caller]
+    pub fn window(name: &'static str) -> Self {
+        Site {
+            name,
+            window: true,
+            loc: Location::caller(),
+        }
+    }
+}
+
+/// A plain preemption point named `$name`.
+#[macro_export]
+macro_rules! point {
+    ($name:expr) => {
+        $crate::sched::point($crate::sched::Site::new($name))
+    };
+}
+
+/// A race-window preemption point named `$name`.
+#[macro_export]
+macro_rules! window {
+    ($name:expr) => {
+        $crate::sched::point($crate::sched::Site::window($name))
+    };
+}
+
+/// The scheduling regime of the current thread.
+pub enum Mode {
+    Stress(stress::Injector),
+}
+
+thread_local! {
+    static MODE: RefCell<Option<Mode>> = const { RefCell::new(None) };
+}
+
+/// Installs `mode` for the current thread (a torture worker) until the guard drops.
+pub fn enter(mode: Mode) -> ModeGuard {
+    MODE.with(|m| *m.borrow_mut() = Some(mode));
+    ModeGuard(())
+}
+
+/// Clears the thread's mode on drop.
+pub struct ModeGuard(());
+
+impl Drop for ModeGuard {
+    fn drop(&mut self) {
+        MODE.with(|m| *m.borrow_mut() = None);
+    }
+}
+
+/// A preemption point: another thread may run here.
+#[inline]
+pub fn point(site: Site) {
+    MODE.with(|m| {
+        if let Some(mode) = m.borrow_mut().as_mut() {
+            match mode {
+                Mode::Stress(inj) => inj.point(&site),
+            }
+        }
+    });
+}
+
+/// Escalating wait for a condition another thread must make true.
+///
+/// Spins briefly, then yields, then sleeps, so that 64 workers on 2 cores never
+/// livelock on each other's spin loops.
+pub struct Backoff {
+    site: Site,
+    rounds: u32,
+}
+
+impl Backoff {
+    #[track_caller]
+    pub fn new(name: &'static str) -> Self {
+        Backoff {
+            site: Site::new(name),
+            rounds: 0,
+        }
+    }
+
+    /// One failed attempt: wait a little before the caller re-checks.
+    pub fn spin(&mut self) {
+        self.rounds = self.rounds.saturating_add(1);
+        point(self.site);
+        stress::backoff(self.rounds);
+    }
+
+    /// How many failed attempts so far (coverage: a contended wait).
+    pub fn rounds(&self) -> u32 {
+        self.rounds
+    }
+}

@@ -1,0 +1,87 @@
+//! `rwlock_t`: many readers or one writer, with writer preference.
+//!
+//! A waiting writer sets `WAITING` so that new readers hold off, as the queued rwlock
+//! does; otherwise a stream of readers (the gpc reader pattern) could starve the
+//! refresh path forever and the watchdog would report a false hang.
+
+use crate::sched::{point, Backoff, Site};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+const WRITER: u64 = 1 << 63;
+const WAITING: u64 = 1 << 62;
+const READERS: u64 = WAITING - 1;
+
+#[derive(Debug, Default)]
+pub struct RawRwLock {
+    state: AtomicU64,
+}
+
+impl RawRwLock {
+    pub const fn new() -> Self {
+        RawRwLock {
+            state: AtomicU64::new(0),
+        }
+    }
+
+    #[track_caller]
+    pub fn try_read_lock(&self) -> bool {
+        point(Site::new("rwlock.try_read"));
+        let s = self.state.load(Ordering::Relaxed);
+        s & (WRITER | WAITING) == 0
+            && self
+                .state
+                .compare_exchange(s, s + 1, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+    }
+
+    #[track_caller]
+    pub fn read_lock(&self) {
+        let mut b = Backoff::new("rwlock.read.wait");
+        while !self.try_read_lock() {
+            b.spin();
+        }
+    }
+
+    #[track_caller]
+    pub fn read_unlock(&self) {
+        point(Site::new("rwlock.read_unlock"));
+        let prev = self.state.fetch_sub(1, Ordering::Release);
+        debug_assert!(prev & READERS != 0, "read_unlock without readers");
+    }
+
+    #[track_caller]
+    pub fn try_write_lock(&self) -> bool {
+        point(Site::new("rwlock.try_write"));
+        let s = self.state.load(Ordering::Relaxed);
+        s & (WRITER | READERS) == 0
+            && self
+                .state
+                .compare_exchange(s, WRITER, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+    }
+
+    #[track_caller]
+    pub fn write_lock(&self) {
+        let mut b = Backoff::new("rwlock.write.wait");
+        while !self.try_write_lock() {
+            self.state.fetch_or(WAITING, Ordering::Relaxed);
+            b.spin();
+        }
+    }
+
+    #[track_caller]
+    pub fn write_unlock(&self) {
+        point(Site::new("rwlock.write_unlock"));
+        let prev = self.state.swap(0, Ordering::Release);
+        debug_assert!(prev & WRITER != 0, "write_unlock without the writer");
+    }
+
+    /// Readers currently inside (for invariant checks; no preemption point).
+    pub fn readers(&self) -> u64 {
+        self.state.load(Ordering::SeqCst) & READERS
+    }
+
+    pub fn is_write_locked(&self) -> bool {
+        self.state.load(Ordering::SeqCst) & WRITER != 0
+    }
+}
