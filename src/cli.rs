@@ -7,7 +7,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 #[derive(Debug, Parser)]
-#[command(name = "kvmtorture", version, about = "Torture harness for KVM and powerpc hash-MMU race protocols")]
+#[command(
+    name = "kvmtorture",
+    version,
+    about = "Torture harness for KVM and powerpc hash-MMU race protocols"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -18,7 +22,7 @@ pub enum Command {
     /// List models, their variants and the scenarios found in scenarios/.
     List(ListArgs),
     /// Run one scenario (or --model/--variant) and report.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

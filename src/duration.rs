@@ -4,9 +4,12 @@ use std::time::Duration;
 
 /// Parses `<number><unit>` with unit `ms`, `s`, `m` or `h`.
 pub fn parse(s: &str) -> Result<Duration, String> {
-    let bad = || format!("invalid duration `{s}`: expected a number followed by ms, s, m or h (e.g. 30s, 10m, 8h)");
+    let bad =
+        || format!("invalid duration `{s}`: expected a number followed by ms, s, m or h (e.g. 30s, 10m, 8h)");
     let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit() && c != '.').ok_or_else(bad)?;
+    let split = t
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .ok_or_else(bad)?;
     let (num, unit) = t.split_at(split);
     let n: f64 = num.parse().map_err(|_| bad())?;
     let secs = match unit {

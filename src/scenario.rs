@@ -140,9 +140,11 @@ pub fn resolve(file: Option<(&Path, ScenarioFile)>, o: &Overrides) -> Result<Sce
         Some((p, f)) => (Some(p.to_path_buf()), f),
         None => (None, ScenarioFile::default()),
     };
-    let model_name = o.model.clone().or(f.model.clone()).ok_or_else(|| {
-        usage("no model given: pass a SCENARIO or --model (see `kvmtorture list`)")
-    })?;
+    let model_name = o
+        .model
+        .clone()
+        .or(f.model.clone())
+        .ok_or_else(|| usage("no model given: pass a SCENARIO or --model (see `kvmtorture list`)"))?;
     let model = find_model(&model_name)?;
     let variant_name = o
         .variant
@@ -153,12 +155,19 @@ pub fn resolve(file: Option<(&Path, ScenarioFile)>, o: &Overrides) -> Result<Sce
         usage(format!(
             "unknown variant `{variant_name}` of model `{}` (valid: {})",
             model.name,
-            model.variants.iter().map(|v| v.name).collect::<Vec<_>>().join(", ")
+            model
+                .variants
+                .iter()
+                .map(|v| v.name)
+                .collect::<Vec<_>>()
+                .join(", ")
         ))
     })?;
     let threads = o.threads.or(f.threads).unwrap_or(DEFAULT_THREADS);
     if !(1..=MAX_THREADS).contains(&threads) {
-        return Err(usage(format!("threads must be between 1 and {MAX_THREADS}, got {threads}")));
+        return Err(usage(format!(
+            "threads must be between 1 and {MAX_THREADS}, got {threads}"
+        )));
     }
     let dur = |key: &str, v: &Option<String>| -> Result<Option<Duration>, Error> {
         v.as_deref()
@@ -178,14 +187,22 @@ pub fn resolve(file: Option<(&Path, ScenarioFile)>, o: &Overrides) -> Result<Sce
     };
     let delay_prob = o.delay_prob.or(f.delay_prob).unwrap_or(DEFAULT_DELAY_PROB);
     if !(0.0..=1.0).contains(&delay_prob) {
-        return Err(usage(format!("delay_prob must be within 0..=1, got {delay_prob}")));
+        return Err(usage(format!(
+            "delay_prob must be within 0..=1, got {delay_prob}"
+        )));
     }
     let window_boost = f.window_boost.unwrap_or(DEFAULT_WINDOW_BOOST);
     if !(window_boost >= 1.0 && window_boost.is_finite()) {
-        return Err(usage(format!("window_boost must be at least 1, got {window_boost}")));
+        return Err(usage(format!(
+            "window_boost must be at least 1, got {window_boost}"
+        )));
     }
     let name = match &path {
-        Some(p) => p.file_stem().and_then(|s| s.to_str()).unwrap_or("scenario").to_string(),
+        Some(p) => p
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("scenario")
+            .to_string(),
         None => format!("{}-{}", model.name, variant.name),
     };
     let sc = Scenario {
@@ -215,7 +232,11 @@ pub fn find_model(name: &str) -> Result<&'static ModelInfo, Error> {
     model::find(name).ok_or_else(|| {
         usage(format!(
             "unknown model `{name}` (valid: {})",
-            model::registry().iter().map(|m| m.name).collect::<Vec<_>>().join(", ")
+            model::registry()
+                .iter()
+                .map(|m| m.name)
+                .collect::<Vec<_>>()
+                .join(", ")
         ))
     })
 }
@@ -236,7 +257,11 @@ impl Scenario {
             })?;
             w[i] = match v {
                 toml::Value::Integer(n) if (0..=1_000_000).contains(n) => *n as u32,
-                other => return Err(usage(format!("mix.{k} must be an integer weight 0..=1000000, got {other}"))),
+                other => {
+                    return Err(usage(format!(
+                        "mix.{k} must be an integer weight 0..=1000000, got {other}"
+                    )))
+                }
             };
         }
         Ok(w)

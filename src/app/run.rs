@@ -10,7 +10,8 @@ use std::collections::BTreeMap;
 
 pub fn run(a: &RunArgs) -> Result<i32, Error> {
     let sc = load(a)?;
-    let model = (sc.model.build)(&sc.model_config()).map_err(|e| usage(format!("{} model: {e}", sc.model.name)))?;
+    let model =
+        (sc.model.build)(&sc.model_config()).map_err(|e| usage(format!("{} model: {e}", sc.model.name)))?;
     let cfg = RunConfig {
         threads: sc.threads,
         duration: sc.duration,
@@ -29,7 +30,10 @@ pub fn run(a: &RunArgs) -> Result<i32, Error> {
     report::write(&dir, "summary.json", &summary.to_json())?;
     let dir_s = dir.display().to_string();
     if a.format == Format::Human && !a.quiet {
-        eprintln!("kvmtorture: {} / {} seed {} → {dir_s}", sc.model.name, sc.variant.name, sc.seed);
+        eprintln!(
+            "kvmtorture: {} / {} seed {} → {dir_s}",
+            sc.model.name, sc.variant.name, sc.seed
+        );
     }
 
     interrupt::install();

@@ -142,7 +142,12 @@ impl Shared {
 
 /// Runs `model` under `cfg` until the budget, a violation (unless keep-going), a
 /// stall, a fault or an interrupt.
-pub fn run(model: Arc<dyn Model>, cfg: RunConfig, interrupted: &dyn Fn() -> bool, obs: &mut dyn Observer) -> Outcome {
+pub fn run(
+    model: Arc<dyn Model>,
+    cfg: RunConfig,
+    interrupted: &dyn Fn() -> bool,
+    obs: &mut dyn Observer,
+) -> Outcome {
     let ops = model.ops();
     let roles = model.worker_roles(cfg.threads);
     let shared = Arc::new(Shared {

@@ -39,9 +39,7 @@ impl OpCtx<'_> {
 
     /// Notes an event in the flight recorder (shown in failure reports).
     pub fn event(&self, what: &'static str, a: u64, b: u64) {
-        self.shared
-            .recorder
-            .record(self.worker, Kind::Event, what, a, b);
+        self.shared.recorder.record(self.worker, Kind::Event, what, a, b);
     }
 }
 
@@ -71,7 +69,11 @@ impl Mix {
 
     pub fn pick(&self, rng: &mut Rng) -> usize {
         let x = rng.below(self.total);
-        self.ops.iter().find(|(_, end)| x < *end).map(|(op, _)| *op).expect("x < total")
+        self.ops
+            .iter()
+            .find(|(_, end)| x < *end)
+            .map(|(op, _)| *op)
+            .expect("x < total")
     }
 }
 
@@ -123,7 +125,10 @@ pub(super) fn run(shared: Arc<Shared>, idx: usize, mix: Mix) {
             }
             Err(panic) => {
                 shared.recorder.record(idx, Kind::Failed, name, done, 0);
-                shared.fault(format!("worker {idx} panicked in op {name}: {}", panic_message(&panic)));
+                shared.fault(format!(
+                    "worker {idx} panicked in op {name}: {}",
+                    panic_message(&panic)
+                ));
             }
         }
     }

@@ -6,8 +6,6 @@
 //! It checks its cheap invariants inside each operation and returns a [`Violation`]
 //! the moment one fails.
 
-
-
 pub mod hpt;
 
 use crate::engine::OpCtx;
@@ -122,14 +120,27 @@ pub fn find(name: &str) -> Option<&'static ModelInfo> {
 }
 
 /// Reads an integer parameter, rejecting a wrong type or an out-of-range value.
-pub fn param_u64(p: &toml::Table, key: &str, default: u64, range: std::ops::RangeInclusive<u64>) -> Result<u64, String> {
+pub fn param_u64(
+    p: &toml::Table,
+    key: &str,
+    default: u64,
+    range: std::ops::RangeInclusive<u64>,
+) -> Result<u64, String> {
     let v = match p.get(key) {
         None => default,
         Some(toml::Value::Integer(i)) if *i >= 0 => *i as u64,
-        Some(other) => return Err(format!("params.{key} must be a non-negative integer, got {other}")),
+        Some(other) => {
+            return Err(format!(
+                "params.{key} must be a non-negative integer, got {other}"
+            ))
+        }
     };
     if !range.contains(&v) {
-        return Err(format!("params.{key} = {v} is out of range {}..={}", range.start(), range.end()));
+        return Err(format!(
+            "params.{key} = {v} is out of range {}..={}",
+            range.start(),
+            range.end()
+        ));
     }
     Ok(v)
 }
@@ -137,7 +148,10 @@ pub fn param_u64(p: &toml::Table, key: &str, default: u64, range: std::ops::Rang
 /// Rejects keys of `[params]` that the model does not know.
 pub fn reject_unknown_params(p: &toml::Table, known: &[&str]) -> Result<(), String> {
     match p.keys().find(|k| !known.contains(&k.as_str())) {
-        Some(k) => Err(format!("unknown key params.{k} (this model knows: {})", known.join(", "))),
+        Some(k) => Err(format!(
+            "unknown key params.{k} (this model knows: {})",
+            known.join(", ")
+        )),
         None => Ok(()),
     }
 }

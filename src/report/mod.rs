@@ -15,12 +15,19 @@ use std::path::{Path, PathBuf};
 /// Creates `<dir>/<UTC time>-<scenario>-<variant>-s<seed>` (suffixed if it exists).
 pub fn create_run_dir(dir: &Path, scenario: &str, variant: &str, seed: u64) -> Result<PathBuf, Error> {
     let fault = |what: &str, p: &Path, e: std::io::Error| {
-        Error::Fault(format!("results directory {} is not writable ({what}: {e})", p.display()))
+        Error::Fault(format!(
+            "results directory {} is not writable ({what}: {e})",
+            p.display()
+        ))
     };
     std::fs::create_dir_all(dir).map_err(|e| fault("create", dir, e))?;
     let base = format!("{}-{scenario}-{variant}-s{seed}", utc_stamp());
     for n in 0.. {
-        let name = if n == 0 { base.clone() } else { format!("{base}.{n}") };
+        let name = if n == 0 {
+            base.clone()
+        } else {
+            format!("{base}.{n}")
+        };
         let p = dir.join(name);
         match std::fs::create_dir(&p) {
             Ok(()) => return Ok(p),

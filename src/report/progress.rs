@@ -47,7 +47,10 @@ impl Observer for Bar {
     fn tick(&mut self, elapsed: Duration, ops: u64, violations: usize) {
         self.bar.set_position(elapsed.as_millis() as u64);
         let rate = ops as f64 / elapsed.as_secs_f64().max(1e-3);
-        self.bar.set_message(format!("{ops} ops, {rate:.0} ops/s, {violations} violations, seed {}", self.seed));
+        self.bar.set_message(format!(
+            "{ops} ops, {rate:.0} ops/s, {violations} violations, seed {}",
+            self.seed
+        ));
     }
 }
 

@@ -8,8 +8,16 @@ use std::fmt::Write;
 /// `report.txt`: what failed, where, the model's state, and every worker's last ops.
 pub fn failure_report(s: &Summary, o: &Outcome) -> String {
     let mut r = String::new();
-    let _ = writeln!(r, "kvmtorture {} — {} / {} (scenario {})", s.version, s.model, s.variant, s.scenario);
-    let _ = writeln!(r, "status: {}   seed: {}   threads: {}   mode: {}", s.status, s.seed, s.threads, s.mode);
+    let _ = writeln!(
+        r,
+        "kvmtorture {} — {} / {} (scenario {})",
+        s.version, s.model, s.variant, s.scenario
+    );
+    let _ = writeln!(
+        r,
+        "status: {}   seed: {}   threads: {}   mode: {}",
+        s.status, s.seed, s.threads, s.mode
+    );
     let _ = writeln!(r, "replay: {}\n", s.replay);
     if let Some(f) = &o.fault {
         let _ = writeln!(r, "HARNESS FAULT: {f}\n");
@@ -22,8 +30,18 @@ pub fn failure_report(s: &Summary, o: &Outcome) -> String {
         );
     }
     for (i, f) in o.found.iter().enumerate() {
-        let who = f.worker.map_or_else(|| format!("{} check", f.op), |w| format!("worker {w}, op {}", f.op));
-        let _ = writeln!(r, "VIOLATION {} of {}: {} at {:.6}s ({who})", i + 1, o.violations_total, f.violation.invariant, f.at.as_secs_f64());
+        let who = f.worker.map_or_else(
+            || format!("{} check", f.op),
+            |w| format!("worker {w}, op {}", f.op),
+        );
+        let _ = writeln!(
+            r,
+            "VIOLATION {} of {}: {} at {:.6}s ({who})",
+            i + 1,
+            o.violations_total,
+            f.violation.invariant,
+            f.at.as_secs_f64()
+        );
         let _ = writeln!(r, "  {}", f.violation.message);
         if !f.violation.state.is_empty() {
             let _ = writeln!(r, "\nstate at the violation:\n{}", indent(&f.violation.state));
@@ -31,14 +49,22 @@ pub fn failure_report(s: &Summary, o: &Outcome) -> String {
         r.push('\n');
     }
     let _ = writeln!(r, "model state at the end of the run:\n{}", indent(&o.model_dump));
-    let _ = writeln!(r, "last operations of every worker (oldest first; events are indented):");
+    let _ = writeln!(
+        r,
+        "last operations of every worker (oldest first; events are indented):"
+    );
     r.push_str(&flight_log(&o.recorder, &racing(o)));
     r
 }
 
 /// Workers named by a violation or a stall are listed first.
 fn racing(o: &Outcome) -> Vec<usize> {
-    let mut v: Vec<usize> = o.found.iter().filter_map(|f| f.worker).chain(o.stalled.iter().copied()).collect();
+    let mut v: Vec<usize> = o
+        .found
+        .iter()
+        .filter_map(|f| f.worker)
+        .chain(o.stalled.iter().copied())
+        .collect();
     v.dedup();
     v
 }
@@ -49,7 +75,11 @@ fn flight_log(rec: &Recorder, first: &[usize]) -> String {
     let mut r = String::new();
     for w in order {
         let (current, entries) = rec.snapshot(w);
-        let _ = writeln!(r, "\n-- worker {w}{}", current.map_or(String::new(), |op| format!(" (inside {op})")));
+        let _ = writeln!(
+            r,
+            "\n-- worker {w}{}",
+            current.map_or(String::new(), |op| format!(" (inside {op})"))
+        );
         for e in entries {
             r.push_str(&entry_line(&e));
         }
@@ -109,8 +139,16 @@ pub fn ktap_result(s: &Summary) -> String {
     let ok = if s.status == "clean" { "ok" } else { "not ok" };
     let mut r = String::from("KTAP version 1\n1..1\n");
     for v in &s.violations {
-        let _ = writeln!(r, "# {} thread {} op {}: {}", v.invariant, v.thread, v.op, v.message);
+        let _ = writeln!(
+            r,
+            "# {} thread {} op {}: {}",
+            v.invariant, v.thread, v.op, v.message
+        );
     }
-    let _ = writeln!(r, "{ok} 1 {}-{} seed {} # {}", s.model, s.variant, s.seed, s.status);
+    let _ = writeln!(
+        r,
+        "{ok} 1 {}-{} seed {} # {}",
+        s.model, s.variant, s.seed, s.status
+    );
     r
 }

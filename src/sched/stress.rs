@@ -28,11 +28,7 @@ impl Injector {
 
     #[inline]
     pub fn point(&mut self, site: &Site) {
-        let p = if site.window {
-            self.window_prob
-        } else {
-            self.prob
-        };
+        let p = if site.window { self.window_prob } else { self.prob };
         if p > 0.0 && self.rng.chance(p) {
             self.delay();
         }

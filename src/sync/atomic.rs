@@ -38,13 +38,7 @@ macro_rules! facade {
             }
 
             #[track_caller]
-            pub fn compare_exchange(
-                &self,
-                cur: $t,
-                new: $t,
-                ok: Ordering,
-                fail: Ordering,
-            ) -> Result<$t, $t> {
+            pub fn compare_exchange(&self, cur: $t, new: $t, ok: Ordering, fail: Ordering) -> Result<$t, $t> {
                 point(Site::new("atomic.cas"));
                 self.0.compare_exchange(cur, new, ok, fail)
             }

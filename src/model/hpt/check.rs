@@ -16,7 +16,10 @@ impl Hpt {
         for gfn in 0..self.rmap.words.len() as u64 {
             let w = self.rmap.words[gfn as usize].peek();
             if w & RMAP_LOCK != 0 {
-                return Err(Violation::new("Q3", format!("rmap[gfn {gfn}] lock bit left set: {w:#x}")));
+                return Err(Violation::new(
+                    "Q3",
+                    format!("rmap[gfn {gfn}] lock bit left set: {w:#x}"),
+                ));
             }
             self.check_chain(&t, gfn, w)?;
             if w & RMAP_PRESENT != 0 {
@@ -34,14 +37,19 @@ impl Hpt {
         for (i, &n) in on_chain.iter().enumerate() {
             let v = t.v[i].peek();
             if v & V_HVLOCK != 0 {
-                return Err(Violation::new("Q3", format!("HVLOCK left set on entry {i}")).with_state(t.describe(i)));
+                return Err(
+                    Violation::new("Q3", format!("HVLOCK left set on entry {i}")).with_state(t.describe(i))
+                );
             }
             let valid = v & V_VALID != 0;
             if valid != (n == 1) {
                 let gfn = table::rpte_gfn(t.rev[i].guest_rpte.peek());
                 return Err(Violation::new(
                     "Q2",
-                    format!("entry {i} is {} but on {n} rmap chain(s) (its page: gfn {gfn})", if valid { "VALID" } else { "not VALID" }),
+                    format!(
+                        "entry {i} is {} but on {n} rmap chain(s) (its page: gfn {gfn})",
+                        if valid { "VALID" } else { "not VALID" }
+                    ),
                 )
                 .with_state(self.dump_state()));
             }
@@ -55,8 +63,14 @@ impl Hpt {
             ("mmu_ready is clear", !self.mmu_ready.peek()),
             ("an SRCU reader is still inside", self.srcu.active_readers() != 0),
             ("mmu_lock is held", self.mmu_lock.is_locked()),
-            ("a vCPU still has interrupts off", self.vcpus.iter().any(|v| v.run.peek() & 1 != 0)),
-            ("a rehash is still marked in progress", self.ghost.rehashing_gen.load(SeqCst) != 0),
+            (
+                "a vCPU still has interrupts off",
+                self.vcpus.iter().any(|v| v.run.peek() & 1 != 0),
+            ),
+            (
+                "a rehash is still marked in progress",
+                self.ghost.rehashing_gen.load(SeqCst) != 0,
+            ),
         ];
         match busy.iter().find(|(_, b)| *b) {
             Some((what, _)) => Err(Violation::new("Q3", format!("at teardown {what}"))),

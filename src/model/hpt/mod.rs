@@ -20,7 +20,9 @@ mod vcpu;
 mod walker;
 
 use crate::engine::OpCtx;
-use crate::model::{param_u64, reject_unknown_params, Model, ModelConfig, ModelInfo, OpSpec, VariantInfo, Violation};
+use crate::model::{
+    param_u64, reject_unknown_params, Model, ModelConfig, ModelInfo, OpSpec, VariantInfo, Violation,
+};
 use crate::sync::{AtomicBool, Mutex, RawSpinLock, Srcu};
 use std::sync::atomic::{AtomicU64 as StdU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -68,11 +70,31 @@ const OP_UNMAP: usize = 3;
 const OP_AGE: usize = 4;
 
 static OPS: &[OpSpec] = &[
-    OpSpec { name: "kvm_run", role: VCPU, weight: 1 },
-    OpSpec { name: "resize_prepare", role: RESIZER, weight: 1 },
-    OpSpec { name: "resize_commit", role: RESIZER, weight: 1 },
-    OpSpec { name: "notifier_unmap", role: WALKER, weight: 2 },
-    OpSpec { name: "age_rmap", role: WALKER, weight: 1 },
+    OpSpec {
+        name: "kvm_run",
+        role: VCPU,
+        weight: 1,
+    },
+    OpSpec {
+        name: "resize_prepare",
+        role: RESIZER,
+        weight: 1,
+    },
+    OpSpec {
+        name: "resize_commit",
+        role: RESIZER,
+        weight: 1,
+    },
+    OpSpec {
+        name: "notifier_unmap",
+        role: WALKER,
+        weight: 2,
+    },
+    OpSpec {
+        name: "age_rmap",
+        role: WALKER,
+        weight: 1,
+    },
 ];
 
 /// Coverage counters: how often each race window of the spec was entered.
@@ -127,7 +149,15 @@ struct Params {
     accesses: u64,
 }
 
-const PARAM_KEYS: &[&str] = &["order_large", "order_small", "pages", "vas", "bolted", "passes", "accesses"];
+const PARAM_KEYS: &[&str] = &[
+    "order_large",
+    "order_small",
+    "pages",
+    "vas",
+    "bolted",
+    "passes",
+    "accesses",
+];
 
 fn build(cfg: &ModelConfig) -> Result<Arc<dyn Model>, String> {
     let p = &cfg.params;
@@ -145,8 +175,16 @@ fn build(cfg: &ModelConfig) -> Result<Arc<dyn Model>, String> {
         return Err("params.order_small must not exceed params.order_large".into());
     }
     let checks = match cfg.variant.name {
-        "fixed" => Checks { setup_in_loop: true, irqoff_recheck: true, fault_recheck: true },
-        _ => Checks { setup_in_loop: false, irqoff_recheck: false, fault_recheck: false },
+        "fixed" => Checks {
+            setup_in_loop: true,
+            irqoff_recheck: true,
+            fault_recheck: true,
+        },
+        _ => Checks {
+            setup_in_loop: false,
+            irqoff_recheck: false,
+            fault_recheck: false,
+        },
     };
     Ok(Arc::new(Hpt::new(params, checks, cfg.threads)))
 }

@@ -168,8 +168,10 @@ impl Hpt {
     /// Q1 at the end of rehash: no rmap chain, no VALID entry left in the old table.
     fn after_rehash(&self, old: &Table) -> Result<(), Violation> {
         if let Some(i) = (0..old.npte()).find(|&i| old.v[i].peek() & V_VALID != 0) {
-            return Err(Violation::new("Q1", format!("after rehash, entry {i} of the old table is VALID"))
-                .with_state(old.describe(i)));
+            return Err(
+                Violation::new("Q1", format!("after rehash, entry {i} of the old table is VALID"))
+                    .with_state(old.describe(i)),
+            );
         }
         self.no_rmap_chains("after rehash")
     }
@@ -181,8 +183,11 @@ impl Hpt {
             v != 0 && v & (V_VALID | V_HVLOCK) != 0
         });
         if let Some(i) = bad {
-            return Err(Violation::new("Q1", format!("after pivot, new entry {i} is not empty or ABSENT|BOLTED"))
-                .with_state(new.describe(i)));
+            return Err(Violation::new(
+                "Q1",
+                format!("after pivot, new entry {i} is not empty or ABSENT|BOLTED"),
+            )
+            .with_state(new.describe(i)));
         }
         self.no_rmap_chains("after pivot")
     }
@@ -192,8 +197,14 @@ impl Hpt {
             None => Ok(()),
             Some(g) => {
                 let w = self.rmap.words[g].peek();
-                Err(Violation::new("Q1", format!("{when}, rmap[gfn {g}] is still PRESENT (head {})", w & table::RMAP_INDEX))
-                    .with_state(self.dump_state()))
+                Err(Violation::new(
+                    "Q1",
+                    format!(
+                        "{when}, rmap[gfn {g}] is still PRESENT (head {})",
+                        w & table::RMAP_INDEX
+                    ),
+                )
+                .with_state(self.dump_state()))
             }
         }
     }
@@ -204,7 +215,10 @@ impl Hpt {
             0 => Ok(()),
             n => Err(Violation::new(
                 "R4",
-                format!("{n} guest entr{} while a resize commit had mmu_ready clear and its IPI done", if n == 1 { "y" } else { "ies" }),
+                format!(
+                    "{n} guest entr{} while a resize commit had mmu_ready clear and its IPI done",
+                    if n == 1 { "y" } else { "ies" }
+                ),
             )),
         }
     }

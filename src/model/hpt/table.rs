@@ -122,7 +122,13 @@ impl Table {
 
     /// Non-empty entries of this table, for state dumps.
     pub fn dump(&self, out: &mut String) {
-        let _ = writeln!(out, "hpt gen {} order {} npte {}:", self.gen, self.order, self.npte());
+        let _ = writeln!(
+            out,
+            "hpt gen {} order {} npte {}:",
+            self.gen,
+            self.order,
+            self.npte()
+        );
         for i in 0..self.npte() {
             if self.v[i].peek() != 0 {
                 let _ = writeln!(out, "  {}", self.describe(i));
@@ -134,7 +140,12 @@ impl Table {
 /// `VALID|ABSENT|BOLTED|HVLOCK` spelled out.
 pub fn flags(v: u64) -> String {
     let mut s = String::new();
-    for (bit, name) in [(V_VALID, "VALID"), (V_ABSENT, "ABSENT"), (V_BOLTED, "BOLTED"), (V_HVLOCK, "HVLOCK")] {
+    for (bit, name) in [
+        (V_VALID, "VALID"),
+        (V_ABSENT, "ABSENT"),
+        (V_BOLTED, "BOLTED"),
+        (V_HVLOCK, "HVLOCK"),
+    ] {
         if v & bit != 0 {
             s.push(if s.is_empty() { '(' } else { '|' });
             s.push_str(name);

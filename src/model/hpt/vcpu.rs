@@ -170,8 +170,9 @@ impl Hpt {
         let pteh = va << AVPN_SHIFT | bolted | V_VALID;
         let gfn = self.gfn_of(va);
         // Pass 1: a slot with neither VALID nor ABSENT, try-locked in one CAS.
-        let mut slot = (base..base + GROUP)
-            .find(|&i| t.v[i].load(Relaxed) & V_VALID == 0 && t.try_lock(i, V_HVLOCK | V_VALID | V_ABSENT).is_some());
+        let mut slot = (base..base + GROUP).find(|&i| {
+            t.v[i].load(Relaxed) & V_VALID == 0 && t.try_lock(i, V_HVLOCK | V_VALID | V_ABSENT).is_some()
+        });
         if slot.is_none() {
             // Pass 2: lock each slot and recheck (try_lock_hpte can fail spuriously).
             slot = (base..base + GROUP).find(|&i| {

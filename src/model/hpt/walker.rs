@@ -118,23 +118,46 @@ impl Hpt {
             let v = t.v[k].peek();
             let gr = t.rev[k].guest_rpte.peek();
             if v & (V_VALID | V_HVLOCK) == 0 {
-                return fail("R2", format!("chain of gfn {gfn}: member {k} is neither VALID nor locked"), k);
+                return fail(
+                    "R2",
+                    format!("chain of gfn {gfn}: member {k} is neither VALID nor locked"),
+                    k,
+                );
             }
             if table::rpte_gfn(gr) != gfn {
-                return fail("R2", format!("chain of gfn {gfn}: member {k} maps gfn {}", table::rpte_gfn(gr)), k);
+                return fail(
+                    "R2",
+                    format!("chain of gfn {gfn}: member {k} maps gfn {}", table::rpte_gfn(gr)),
+                    k,
+                );
             }
             let f = t.rev[k].forw.peek() as usize;
             if f >= t.npte() {
-                return fail("R1", format!("chain of gfn {gfn}: rev[{k}].forw = {f} is outside the HPT (npte {})", t.npte()), k);
+                return fail(
+                    "R1",
+                    format!(
+                        "chain of gfn {gfn}: rev[{k}].forw = {f} is outside the HPT (npte {})",
+                        t.npte()
+                    ),
+                    k,
+                );
             }
             if t.rev[f].back.peek() as usize != k {
-                return fail("R2", format!("chain of gfn {gfn}: rev[{f}].back != {k} (rev[{k}].forw = {f})"), k);
+                return fail(
+                    "R2",
+                    format!("chain of gfn {gfn}: rev[{f}].back != {k} (rev[{k}].forw = {f})"),
+                    k,
+                );
             }
             k = f;
             if k == head {
                 return Ok(());
             }
         }
-        fail("R2", format!("chain of gfn {gfn} does not return to its head {head} within npte steps"), head)
+        fail(
+            "R2",
+            format!("chain of gfn {gfn} does not return to its head {head} within npte steps"),
+            head,
+        )
     }
 }
