@@ -145,6 +145,15 @@ pub fn param_u64(
     Ok(v)
 }
 
+/// Reads a boolean parameter.
+pub fn param_bool(p: &toml::Table, key: &str, default: bool) -> Result<bool, String> {
+    match p.get(key) {
+        None => Ok(default),
+        Some(toml::Value::Boolean(b)) => Ok(*b),
+        Some(other) => Err(format!("params.{key} must be true or false, got {other}")),
+    }
+}
+
 /// Rejects keys of `[params]` that the model does not know.
 pub fn reject_unknown_params(p: &toml::Table, known: &[&str]) -> Result<(), String> {
     match p.keys().find(|k| !known.contains(&k.as_str())) {

@@ -69,7 +69,7 @@ impl Hpt {
             ),
             (
                 "a rehash is still marked in progress",
-                self.ghost.rehashing_gen.load(SeqCst) != 0,
+                self.ghost.rehash().is_some(),
             ),
         ];
         match busy.iter().find(|(_, b)| *b) {
@@ -81,10 +81,9 @@ impl Hpt {
     pub(super) fn dump_state(&self) -> String {
         let t = self.current.read().unwrap_or_else(|e| e.into_inner()).clone();
         let mut s = format!(
-            "mmu_ready={} rehashing_gen={} cursor={} ipi_window={}\n",
+            "mmu_ready={} rehash(gen, cursor)={:?} ipi_window={}\n",
             self.mmu_ready.peek(),
-            self.ghost.rehashing_gen.load(SeqCst),
-            self.ghost.cursor.load(SeqCst),
+            self.ghost.rehash(),
             self.ghost.ipi_window.load(SeqCst)
         );
         t.dump(&mut s);

@@ -21,7 +21,7 @@ mod walker;
 
 use crate::engine::OpCtx;
 use crate::model::{
-    param_u64, reject_unknown_params, Model, ModelConfig, ModelInfo, OpSpec, VariantInfo, Violation,
+    param_bool, param_u64, reject_unknown_params, Model, ModelConfig, ModelInfo, OpSpec, VariantInfo, Violation,
 };
 use crate::sync::{AtomicBool, Mutex, RawSpinLock, Srcu};
 use std::sync::atomic::{AtomicU64 as StdU64, Ordering};
@@ -147,6 +147,9 @@ struct Params {
     passes: u64,
     /// Guest accesses per guest entry.
     accesses: u64,
+    /// Evaluate the per-op invariants (R1–R4, Q1 in the commit). Off only to measure
+    /// what they cost: turning them off can hide a violation, never cause one.
+    checks: bool,
 }
 
 const PARAM_KEYS: &[&str] = &[
@@ -157,6 +160,7 @@ const PARAM_KEYS: &[&str] = &[
     "bolted",
     "passes",
     "accesses",
+    "checks",
 ];
 
 fn build(cfg: &ModelConfig) -> Result<Arc<dyn Model>, String> {
@@ -170,6 +174,7 @@ fn build(cfg: &ModelConfig) -> Result<Arc<dyn Model>, String> {
         bolted: param_u64(p, "bolted", 4, 0..=64)?,
         passes: param_u64(p, "passes", 4, 1..=1000)?,
         accesses: param_u64(p, "accesses", 12, 1..=10_000)?,
+        checks: param_bool(p, "checks", true)?,
     };
     if params.order_small > params.order_large {
         return Err("params.order_small must not exceed params.order_large".into());
@@ -208,10 +213,10 @@ struct Vcpu {
 /// guest's accesses; never read by the protocol itself.
 #[derive(Debug, Default)]
 struct Ghost {
-    /// Table generation being rehashed, 0 if none.
-    rehashing_gen: StdU64,
-    /// Entries below this index of `rehashing_gen` are rehashed.
-    cursor: StdU64,
+    /// The rehash in progress as one word, `gen << 32 | cursor` (0 if none): entries
+    /// of table `gen` below `cursor` are rehashed. One word, so a reader never pairs
+    /// one commit's generation with another's cursor (a failed commit keeps its table).
+    rehash: StdU64,
     /// 1 from the end of the IPI until `mmu_ready` returns to 1.
     ipi_window: StdU64,
     /// Guest entries seen inside that window (R4).
@@ -235,6 +240,25 @@ pub struct Hpt {
     srcu: Srcu,
     vcpus: Vec<Vcpu>,
     ghost: Ghost,
+}
+
+impl Ghost {
+    /// The (table generation, cursor) of the rehash in progress, if any.
+    fn rehash(&self) -> Option<(u64, usize)> {
+        match self.rehash.load(Ordering::SeqCst) {
+            0 => None,
+            w => Some((w >> 32, (w & 0xffff_ffff) as usize)),
+        }
+    }
+
+    /// The cursor of a rehash of table `gen`, if that table is being rehashed.
+    fn cursor_in(&self, gen: u64) -> Option<usize> {
+        self.rehash().filter(|&(g, _)| g == gen).map(|(_, c)| c)
+    }
+
+    fn set_rehash(&self, gen: u64, cursor: usize) {
+        self.rehash.store(gen << 32 | cursor as u64, Ordering::SeqCst);
+    }
 }
 
 impl Hpt {

@@ -81,7 +81,7 @@ impl Hpt {
     /// `kvmhv_setup_mmu()`: under `kvm->lock`, which a resize commit holds for its
     /// whole duration — so this blocks until the commit is over.
     fn setup_htab(&self, cx: &OpCtx) {
-        let resizing = self.ghost.rehashing_gen.load(SeqCst) != 0 || self.ghost.ipi_window.load(SeqCst) != 0;
+        let resizing = self.ghost.rehash().is_some() || self.ghost.ipi_window.load(SeqCst) != 0;
         let _kvm = self.kvm_lock.lock();
         if resizing {
             cx.cover(cov::SETUP_BLOCKED_BY_RESIZE);
@@ -98,7 +98,7 @@ impl Hpt {
             self.ghost.entries_in_window.fetch_add(1, SeqCst);
         }
         let t = self.current();
-        cx.event("guest.enter", t.gen, self.ghost.cursor.load(Relaxed));
+        cx.event("guest.enter", t.gen, self.ghost.cursor_in(t.gen).unwrap_or(0) as u64);
         for _ in 0..self.params.accesses {
             if vcpu.kick.load(SeqCst) {
                 break;
@@ -130,8 +130,8 @@ impl Hpt {
     /// Mostly uniform; while a rehash runs, half the time an entry just behind the
     /// cursor (the spec's bias: the race needs an access to an already-rehashed entry).
     fn pick_va(&self, cx: &mut OpCtx, t: &Table) -> u64 {
-        let cursor = self.ghost.cursor.load(Relaxed) as usize;
-        if self.ghost.rehashing_gen.load(Relaxed) == t.gen && cursor > 0 && cx.rng().chance(0.5) {
+        let cursor = self.ghost.cursor_in(t.gen).unwrap_or(0);
+        if cursor > 0 && cx.rng().chance(0.5) {
             let back = cx.rng().index(cursor.min(2 * GROUP)) + 1;
             let v = t.v[cursor - back].peek();
             if v & (V_VALID | V_ABSENT) != 0 {
@@ -244,7 +244,7 @@ impl Hpt {
             cx.cover(cov::FAULT_STALE_TABLE);
             return Ok(());
         }
-        if self.ghost.rehashing_gen.load(SeqCst) == t.gen || self.ghost.ipi_window.load(SeqCst) != 0 {
+        if self.ghost.cursor_in(t.gen).is_some() || self.ghost.ipi_window.load(SeqCst) != 0 {
             cx.cover(cov::FAULT_OVERLAPPED_COMMIT);
         }
         let i = f.index;
@@ -283,8 +283,8 @@ impl Hpt {
     /// R3: while table `t` is being rehashed, no entry below the cursor may become
     /// VALID or be linked into an rmap chain. Called with entry `i` locked.
     fn r3_check(&self, t: &Table, i: usize, what: &str) -> Option<Violation> {
-        let cursor = self.ghost.cursor.load(SeqCst) as usize;
-        (self.ghost.rehashing_gen.load(SeqCst) == t.gen && i < cursor).then(|| {
+        let cursor = self.ghost.cursor_in(t.gen).filter(|&c| self.params.checks && i < c)?;
+        Some({
             let gfn = table::rpte_gfn(t.rev[i].guest_rpte.peek());
             let w = self.rmap.words[gfn as usize].peek();
             Violation::new(
