@@ -10,21 +10,40 @@
 use std::process::Command;
 
 fn env_or(key: &str, default: u64) -> u64 {
-    std::env::var(key).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(key)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 /// One run's ops/s.
 fn ops_per_s(threads: u32, delay: f64, checks: bool, secs: u64, scratch: &std::path::Path) -> f64 {
     let scenario = scratch.join(format!("bench-{threads}-{delay}-{checks}.toml"));
-    let text = format!("model = \"hpt\"\nvariant = \"fixed\"\nquiescent_every = \"1s\"\n[params]\nchecks = {checks}\n");
+    let text = format!(
+        "model = \"hpt\"\nvariant = \"fixed\"\nquiescent_every = \"1s\"\n[params]\nchecks = {checks}\n"
+    );
     std::fs::write(&scenario, text).expect("write scenario");
     let out = Command::new(env!("CARGO_BIN_EXE_kvmtorture"))
         .args(["run", scenario.to_str().unwrap(), "--quiet", "--format", "json"])
-        .args(["--threads", &threads.to_string(), "--duration", &format!("{secs}s")])
-        .args(["--delay-prob", &delay.to_string(), "--results-dir", scratch.to_str().unwrap()])
+        .args([
+            "--threads",
+            &threads.to_string(),
+            "--duration",
+            &format!("{secs}s"),
+        ])
+        .args([
+            "--delay-prob",
+            &delay.to_string(),
+            "--results-dir",
+            scratch.to_str().unwrap(),
+        ])
         .output()
         .expect("run kvmtorture");
-    assert!(out.status.success(), "bench run failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "bench run failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json summary");
     v["ops_per_s"].as_f64().expect("ops_per_s")
 }
@@ -48,12 +67,20 @@ fn main() {
     for threads in [2, 16] {
         for delay in [0.0, 0.01] {
             for checks in [true, false] {
-                let v: Vec<f64> = (0..runs).map(|_| ops_per_s(threads, delay, checks, secs, scratch.path())).collect();
-                let (lo, hi) = (v.iter().copied().fold(f64::MAX, f64::min), v.iter().copied().fold(0.0, f64::max));
+                let v: Vec<f64> = (0..runs)
+                    .map(|_| ops_per_s(threads, delay, checks, secs, scratch.path()))
+                    .collect();
+                let (lo, hi) = (
+                    v.iter().copied().fold(f64::MAX, f64::min),
+                    v.iter().copied().fold(0.0, f64::max),
+                );
                 let m = median(v);
                 table.push(((threads, delay, checks), m));
                 let inj = if delay > 0.0 { "on (0.01)" } else { "off" };
-                println!("| {threads} | {inj} | {} | {m:.0} | {lo:.0} | {hi:.0} |", if checks { "on" } else { "off" });
+                println!(
+                    "| {threads} | {inj} | {} | {m:.0} | {lo:.0} | {hi:.0} |",
+                    if checks { "on" } else { "off" }
+                );
             }
         }
     }
@@ -66,5 +93,8 @@ fn main() {
             100.0 * (1.0 - get((threads, 0.01, true)) / get((threads, 0.0, true)))
         );
     }
-    println!("  16 vs 2 threads (no injection, checks on): {:.2}x", get((16, 0.0, true)) / get((2, 0.0, true)));
+    println!(
+        "  16 vs 2 threads (no injection, checks on): {:.2}x",
+        get((16, 0.0, true)) / get((2, 0.0, true))
+    );
 }

@@ -16,12 +16,27 @@ fn usage_error(args: &[&str], needle: &str) {
 
 #[test]
 fn unknown_scenario_model_variant_and_values_are_usage_errors() {
-    usage_error(&["run", "no-such-scenario"], "unknown scenario `no-such-scenario`");
+    usage_error(
+        &["run", "no-such-scenario"],
+        "unknown scenario `no-such-scenario`",
+    );
     usage_error(&["run", "--model", "nope"], "unknown model `nope` (valid: hpt");
-    usage_error(&["run", "--model", "hpt", "--variant", "nope"], "valid: fixed, buggy");
-    usage_error(&["run", "--model", "hpt", "--threads", "0"], "threads must be between 1 and 1024, got 0");
-    usage_error(&["run", "--model", "hpt", "--duration", "10x"], "invalid duration `10x`");
-    usage_error(&["run", "--model", "hpt", "--delay-prob", "2"], "delay_prob must be within 0..=1");
+    usage_error(
+        &["run", "--model", "hpt", "--variant", "nope"],
+        "valid: fixed, buggy",
+    );
+    usage_error(
+        &["run", "--model", "hpt", "--threads", "0"],
+        "threads must be between 1 and 1024, got 0",
+    );
+    usage_error(
+        &["run", "--model", "hpt", "--duration", "10x"],
+        "invalid duration `10x`",
+    );
+    usage_error(
+        &["run", "--model", "hpt", "--delay-prob", "2"],
+        "delay_prob must be within 0..=1",
+    );
 }
 
 #[test]
@@ -48,7 +63,15 @@ fn unwritable_results_dir_is_a_harness_fault() {
     std::fs::write(&file, "").unwrap();
     let target = file.join("sub");
     let mut c = assert_cmd::Command::cargo_bin("kvmtorture").unwrap();
-    c.args(["run", "--model", "hpt", "--duration", "1s", "--results-dir", target.to_str().unwrap()]);
+    c.args([
+        "run",
+        "--model",
+        "hpt",
+        "--duration",
+        "1s",
+        "--results-dir",
+        target.to_str().unwrap(),
+    ]);
     let (code, _, err) = outcome(c);
     assert_eq!(code, 4, "{err}");
     assert!(err.contains("is not writable"), "{err}");
@@ -57,7 +80,19 @@ fn unwritable_results_dir_is_a_harness_fault() {
 #[test]
 fn a_clean_run_writes_a_complete_summary() {
     let dir = TempDir::new().unwrap();
-    let (code, out, _) = outcome(kt(&dir, &["run", "hpt-fixed", "--threads", "4", "--ops", "200", "--seed", "9"]));
+    let (code, out, _) = outcome(kt(
+        &dir,
+        &[
+            "run",
+            "hpt-fixed",
+            "--threads",
+            "4",
+            "--ops",
+            "200",
+            "--seed",
+            "9",
+        ],
+    ));
     assert_eq!(code, 0);
     let run = run_dir(&dir);
     let name = run.file_name().unwrap().to_str().unwrap();
@@ -65,8 +100,19 @@ fn a_clean_run_writes_a_complete_summary() {
     assert!(out.contains(name), "the run directory is printed: {out}");
     let s = summary(&run);
     for key in [
-        "version", "model", "variant", "mode", "seed", "threads", "duration_s", "ops_total", "ops_by_kind", "coverage",
-        "violations", "exit_code", "replay",
+        "version",
+        "model",
+        "variant",
+        "mode",
+        "seed",
+        "threads",
+        "duration_s",
+        "ops_total",
+        "ops_by_kind",
+        "coverage",
+        "violations",
+        "exit_code",
+        "replay",
     ] {
         assert!(s.get(key).is_some(), "summary.json lacks {key}");
     }
@@ -79,13 +125,37 @@ fn a_clean_run_writes_a_complete_summary() {
 #[test]
 fn json_and_ktap_formats() {
     let dir = TempDir::new().unwrap();
-    let (code, out, _) =
-        outcome(kt(&dir, &["run", "--model", "hpt", "--threads", "2", "--ops", "50", "--format", "json"]));
+    let (code, out, _) = outcome(kt(
+        &dir,
+        &[
+            "run",
+            "--model",
+            "hpt",
+            "--threads",
+            "2",
+            "--ops",
+            "50",
+            "--format",
+            "json",
+        ],
+    ));
     assert_eq!(code, 0);
     let v: serde_json::Value = serde_json::from_str(&out).expect("stdout is the summary JSON");
     assert_eq!(v["exit_code"], 0);
-    let (code, out, _) =
-        outcome(kt(&dir, &["run", "--model", "hpt", "--threads", "2", "--ops", "50", "--format", "ktap"]));
+    let (code, out, _) = outcome(kt(
+        &dir,
+        &[
+            "run",
+            "--model",
+            "hpt",
+            "--threads",
+            "2",
+            "--ops",
+            "50",
+            "--format",
+            "ktap",
+        ],
+    ));
     assert_eq!(code, 0);
     assert!(out.starts_with("KTAP version 1\n1..1\nok 1 hpt-fixed"), "{out}");
 }
@@ -94,14 +164,26 @@ fn json_and_ktap_formats() {
 fn sigint_stops_the_run_and_writes_everything() {
     let dir = TempDir::new().unwrap();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_kvmtorture"))
-        .args(["run", "--model", "hpt", "--threads", "4", "--duration", "60s", "--quiet"])
+        .args([
+            "run",
+            "--model",
+            "hpt",
+            "--threads",
+            "4",
+            "--duration",
+            "60s",
+            "--quiet",
+        ])
         .args(["--results-dir", dir.path().to_str().unwrap()])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(1500));
-    let killed = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    let killed = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(killed.success());
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(130));
@@ -114,8 +196,19 @@ fn sigint_stops_the_run_and_writes_everything() {
 #[test]
 fn a_hung_worker_is_reported_as_a_stall() {
     let dir = TempDir::new().unwrap();
-    let args =
-        ["run", "--model", "hpt", "--threads", "4", "--duration", "30s", "--stall-timeout", "1s", "--test-stall-worker", "2"];
+    let args = [
+        "run",
+        "--model",
+        "hpt",
+        "--threads",
+        "4",
+        "--duration",
+        "30s",
+        "--stall-timeout",
+        "1s",
+        "--test-stall-worker",
+        "2",
+    ];
     let (code, _, err) = outcome(kt(&dir, &args));
     assert_eq!(code, 3, "{err}");
     let run = run_dir(&dir);
@@ -133,10 +226,28 @@ fn list_names_models_variants_and_scenarios() {
     let (code, out, _) = outcome(kt(&dir, &["list", "--format", "json"]));
     assert_eq!(code, 0);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    let hpt = v["models"].as_array().unwrap().iter().find(|m| m["name"] == "hpt").expect("hpt listed");
-    let buggy = hpt["variants"].as_array().unwrap().iter().find(|x| x["name"] == "buggy").unwrap();
+    let hpt = v["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "hpt")
+        .expect("hpt listed");
+    let buggy = hpt["variants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["name"] == "buggy")
+        .unwrap();
     assert_eq!(buggy["needs_concurrency"], true);
     assert_eq!(buggy["commit"], "5e9859699aba");
-    let scenarios: Vec<&str> = v["scenarios"].as_array().unwrap().iter().map(|s| s.as_str().unwrap()).collect();
-    assert!(scenarios.contains(&"hpt-fixed") && scenarios.contains(&"hpt-buggy"), "{scenarios:?}");
+    let scenarios: Vec<&str> = v["scenarios"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap())
+        .collect();
+    assert!(
+        scenarios.contains(&"hpt-fixed") && scenarios.contains(&"hpt-buggy"),
+        "{scenarios:?}"
+    );
 }

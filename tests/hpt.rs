@@ -8,7 +8,17 @@ use tempfile::TempDir;
 fn run_hpt(variant: &str, threads: &str, duration: &str, seed: &str) -> (i32, TempDir) {
     let dir = TempDir::new().unwrap();
     let args = [
-        "run", "--model", "hpt", "--variant", variant, "--threads", threads, "--duration", duration, "--seed", seed,
+        "run",
+        "--model",
+        "hpt",
+        "--variant",
+        variant,
+        "--threads",
+        threads,
+        "--duration",
+        duration,
+        "--seed",
+        seed,
     ];
     let (code, _, err) = outcome(kt(&dir, &args));
     assert!(code == 0 || code == 1, "unexpected exit {code}: {err}");
@@ -24,14 +34,29 @@ fn buggy_is_caught_and_the_report_names_the_race() {
         let s = summary(&run);
         assert_eq!(s["exit_code"], 1);
         assert_eq!(s["status"], "violation");
-        let names: Vec<&str> = s["violations"].as_array().unwrap().iter().map(|v| v["invariant"].as_str().unwrap()).collect();
-        assert!(names.iter().any(|n| *n == "R3" || *n == "R1"), "seed {seed}: {names:?}");
-        assert!(s["duration_s"].as_f64().unwrap() < 10.0, "seed {seed}: detection took {}", s["duration_s"]);
+        let names: Vec<&str> = s["violations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v["invariant"].as_str().unwrap())
+            .collect();
+        assert!(
+            names.iter().any(|n| *n == "R3" || *n == "R1"),
+            "seed {seed}: {names:?}"
+        );
+        assert!(
+            s["duration_s"].as_f64().unwrap() < 10.0,
+            "seed {seed}: detection took {}",
+            s["duration_s"]
+        );
         let report = std::fs::read_to_string(run.join("report.txt")).unwrap();
         assert!(report.contains("VIOLATION 1 of"), "{report}");
         assert!(report.contains("last operations of every worker"));
         // The racing vCPU's fault and the resizer's commit are both in the flight log.
-        assert!(report.contains("fault.link") || report.contains("h_enter"), "{report}");
+        assert!(
+            report.contains("fault.link") || report.contains("h_enter"),
+            "{report}"
+        );
         assert!(report.contains("commit.cleared"), "{report}");
     }
 }
@@ -41,7 +66,10 @@ fn buggy_with_one_thread_is_clean() {
     let (code, dir) = run_hpt("buggy", "1", "2s", "11");
     assert_eq!(code, 0, "a race variant run alone must be clean");
     let s = summary(&run_dir(&dir));
-    assert!(s["ops_by_kind"]["resize_commit"].as_u64().unwrap() > 0, "the lone worker must also resize");
+    assert!(
+        s["ops_by_kind"]["resize_commit"].as_u64().unwrap() > 0,
+        "the lone worker must also resize"
+    );
     assert!(s["ops_by_kind"]["kvm_run"].as_u64().unwrap() > 0);
 }
 
@@ -53,7 +81,10 @@ fn fixed_is_clean_and_enters_every_race_window() {
     let cov = s["coverage"].as_object().unwrap();
     assert_eq!(cov.len(), 10);
     for (name, n) in cov {
-        assert!(n.as_u64().unwrap() > 0, "race window {name} never entered: {cov:?}");
+        assert!(
+            n.as_u64().unwrap() > 0,
+            "race window {name} never entered: {cov:?}"
+        );
     }
 }
 
@@ -64,7 +95,19 @@ fn fixed_is_clean_and_enters_every_race_window() {
 fn fixed_is_clean_at_two_threads_without_injection() {
     for seed in ["1", "2"] {
         let dir = TempDir::new().unwrap();
-        let args = ["run", "--model", "hpt", "--threads", "2", "--duration", "2s", "--delay-prob", "0", "--seed", seed];
+        let args = [
+            "run",
+            "--model",
+            "hpt",
+            "--threads",
+            "2",
+            "--duration",
+            "2s",
+            "--delay-prob",
+            "0",
+            "--seed",
+            seed,
+        ];
         let (code, out, _) = outcome(kt(&dir, &args));
         assert_eq!(code, 0, "seed {seed}: {out}");
     }

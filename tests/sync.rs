@@ -18,7 +18,11 @@ fn hammer(body: impl Fn(usize) + Send + Sync + 'static) {
         .map(|w| {
             let body = Arc::clone(&body);
             std::thread::spawn(move || {
-                let _m = sched::enter(Mode::Stress(Injector::new(Rng::stream(42, Stream::Delays, w as u64), 0.05, 5.0)));
+                let _m = sched::enter(Mode::Stress(Injector::new(
+                    Rng::stream(42, Stream::Delays, w as u64),
+                    0.05,
+                    5.0,
+                )));
                 body(w);
             })
         })
@@ -30,7 +34,10 @@ fn hammer(body: impl Fn(usize) + Send + Sync + 'static) {
 
 /// A non-atomic read-modify-write that loses updates unless the lock excludes.
 fn racy_increment(counter: &StdU64, inside: &AtomicBool) {
-    assert!(!inside.swap(true, SeqCst), "two threads inside the critical section");
+    assert!(
+        !inside.swap(true, SeqCst),
+        "two threads inside the critical section"
+    );
     let v = counter.load(SeqCst);
     sched::point(sched::Site::window("test.critical"));
     counter.store(v + 1, SeqCst);
@@ -102,7 +109,10 @@ fn rwlock_readers_share_and_writers_exclude() {
     });
     assert_eq!(lock.readers(), 0);
     assert!(!lock.is_write_locked());
-    assert!(max_readers.load(SeqCst) > 1, "readers never overlapped: the test proved nothing");
+    assert!(
+        max_readers.load(SeqCst) > 1,
+        "readers never overlapped: the test proved nothing"
+    );
 }
 
 #[test]
@@ -120,7 +130,11 @@ fn bitlock_excludes_and_preserves_the_data_bits() {
             bitlock::unlock_store(&wd, LOCK, (old & !LOCK) + 1);
         }
     });
-    assert_eq!(word.peek(), THREADS as u64 * ROUNDS, "data bits counted every holder, lock bit clear");
+    assert_eq!(
+        word.peek(),
+        THREADS as u64 * ROUNDS,
+        "data bits counted every holder, lock bit clear"
+    );
     // try_lock refuses when a forbidden bit is set, as try_lock_hpte(VALID|ABSENT) does.
     let w = AtomicU64::new(0x1);
     assert_eq!(bitlock::try_lock(&w, 0x40, 0x21), None);
@@ -135,7 +149,11 @@ fn srcu_synchronize_waits_for_preexisting_readers() {
     let srcu = Arc::new(Srcu::new());
     let current = Arc::new(StdU64::new(1));
     // freed[g] is set once generation g has been reclaimed.
-    let freed: Arc<Vec<AtomicBool>> = Arc::new((0..=ROUNDS as usize + 1).map(|_| AtomicBool::new(false)).collect());
+    let freed: Arc<Vec<AtomicBool>> = Arc::new(
+        (0..=ROUNDS as usize + 1)
+            .map(|_| AtomicBool::new(false))
+            .collect(),
+    );
     let stop = Arc::new(AtomicBool::new(false));
     let (s, c, f, st) = (srcu.clone(), current.clone(), freed.clone(), stop.clone());
     hammer(move |w| {
@@ -151,7 +169,10 @@ fn srcu_synchronize_waits_for_preexisting_readers() {
                 let idx = s.read_lock();
                 let g = c.load(SeqCst);
                 sched::point(sched::Site::window("test.srcu.reader"));
-                assert!(!f[g as usize].load(SeqCst), "reader used generation {g} after it was reclaimed");
+                assert!(
+                    !f[g as usize].load(SeqCst),
+                    "reader used generation {g} after it was reclaimed"
+                );
                 s.read_unlock(idx);
             }
         }

@@ -21,7 +21,8 @@ mod walker;
 
 use crate::engine::OpCtx;
 use crate::model::{
-    param_bool, param_u64, reject_unknown_params, Model, ModelConfig, ModelInfo, OpSpec, VariantInfo, Violation,
+    param_bool, param_u64, reject_unknown_params, Model, ModelConfig, ModelInfo, OpSpec, VariantInfo,
+    Violation,
 };
 use crate::sync::{AtomicBool, Mutex, RawSpinLock, Srcu};
 use std::sync::atomic::{AtomicU64 as StdU64, Ordering};
@@ -219,8 +220,6 @@ struct Ghost {
     rehash: StdU64,
     /// 1 from the end of the IPI until `mmu_ready` returns to 1.
     ipi_window: StdU64,
-    /// Guest entries seen inside that window (R4).
-    entries_in_window: StdU64,
 }
 
 pub struct Hpt {

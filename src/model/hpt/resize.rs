@@ -67,9 +67,6 @@ impl Hpt {
                 }
             },
         }
-        if self.params.checks {
-            found = found.or_else(|| self.r4_check().err());
-        }
         // Until mmu_ready returns to 1, the old table counts as rehashed up to the
         // cursor: an entry made VALID there during pivot and SRCU sync is lost too.
         self.ghost.rehash.store(0, SeqCst);
@@ -211,20 +208,6 @@ impl Hpt {
                 )
                 .with_state(self.dump_state()))
             }
-        }
-    }
-
-    /// R4: no vCPU entered the guest between the end of the IPI and `mmu_ready = 1`.
-    fn r4_check(&self) -> Result<(), Violation> {
-        match self.ghost.entries_in_window.swap(0, SeqCst) {
-            0 => Ok(()),
-            n => Err(Violation::new(
-                "R4",
-                format!(
-                    "{n} guest entr{} while a resize commit had mmu_ready clear and its IPI done",
-                    if n == 1 { "y" } else { "ies" }
-                ),
-            )),
         }
     }
 }

@@ -45,8 +45,12 @@ impl Vcpu {
 
 impl Hpt {
     /// One `KVM_RUN` ioctl: up to `passes` trips around the run loop.
+    ///
+    /// R4 is reported at the end of the op, so that a fault of the same op that
+    /// corrupted a chain (R3) is reported first: the corruption is what matters.
     pub(super) fn kvm_run(&self, cx: &mut OpCtx) -> Result<(), Violation> {
         let vcpu = &self.vcpus[cx.worker()];
+        let mut r4 = None;
         if !self.checks.setup_in_loop && !self.mmu_ready.load(SeqCst) {
             // B1 (buggy): the only setup check, once per KVM_RUN in kvmppc_vcpu_run_hv().
             self.setup_htab(cx);
@@ -65,6 +69,7 @@ impl Hpt {
                 cx.cover(cov::ENTRY_REFUSED_NOT_READY);
                 continue;
             }
+            r4 = r4.or_else(|| self.r4_check(cx));
             let exit = self.guest(cx, vcpu)?;
             vcpu.exit();
             window!("hpt.vcpu.after_exit");
@@ -75,7 +80,30 @@ impl Hpt {
                 r?;
             }
         }
-        Ok(())
+        r4.map_or(Ok(()), Err)
+    }
+
+    /// R4: no vCPU enters the guest between the end of a resize commit's IPI and
+    /// `mmu_ready = 1`. Checked at guest entry, after the entry checks passed.
+    fn r4_check(&self, cx: &OpCtx) -> Option<Violation> {
+        if !self.params.checks || self.ghost.ipi_window.load(SeqCst) == 0 {
+            return None;
+        }
+        cx.event("guest.enter_in_window", 0, 0);
+        Some(
+            Violation::new(
+                "R4",
+                format!(
+                    "vCPU {} entered the guest while a resize commit had mmu_ready clear and its IPI done",
+                    cx.worker()
+                ),
+            )
+            .with_state(format!(
+                "mmu_ready = {}, rehash (gen, cursor) = {:?}",
+                self.mmu_ready.peek(),
+                self.ghost.rehash()
+            )),
+        )
     }
 
     /// `kvmhv_setup_mmu()`: under `kvm->lock`, which a resize commit holds for its
@@ -94,11 +122,12 @@ impl Hpt {
     /// Guest execution: accesses through the current table, H_ENTER on a miss,
     /// occasional H_REMOVE, until the accesses run out, a page fault, or the IPI.
     fn guest(&self, cx: &mut OpCtx, vcpu: &Vcpu) -> Result<Exit, Violation> {
-        if self.ghost.ipi_window.load(SeqCst) != 0 {
-            self.ghost.entries_in_window.fetch_add(1, SeqCst);
-        }
         let t = self.current();
-        cx.event("guest.enter", t.gen, self.ghost.cursor_in(t.gen).unwrap_or(0) as u64);
+        cx.event(
+            "guest.enter",
+            t.gen,
+            self.ghost.cursor_in(t.gen).unwrap_or(0) as u64,
+        );
         for _ in 0..self.params.accesses {
             if vcpu.kick.load(SeqCst) {
                 break;
@@ -283,7 +312,10 @@ impl Hpt {
     /// R3: while table `t` is being rehashed, no entry below the cursor may become
     /// VALID or be linked into an rmap chain. Called with entry `i` locked.
     fn r3_check(&self, t: &Table, i: usize, what: &str) -> Option<Violation> {
-        let cursor = self.ghost.cursor_in(t.gen).filter(|&c| self.params.checks && i < c)?;
+        let cursor = self
+            .ghost
+            .cursor_in(t.gen)
+            .filter(|&c| self.params.checks && i < c)?;
         Some({
             let gfn = table::rpte_gfn(t.rev[i].guest_rpte.peek());
             let w = self.rmap.words[gfn as usize].peek();
