@@ -2,39 +2,31 @@
 //! watchdog and `list`.
 
 mod common;
-use common::{kt, outcome, run_dir, summary};
+use common::{kt, outcome, run_dir, summary, words};
 use std::process::Stdio;
 use std::time::Duration;
 use tempfile::TempDir;
 
-fn usage_error(args: &[&str], needle: &str) {
+fn usage_error(cmd: &str, needle: &str) {
     let dir = TempDir::new().unwrap();
-    let (code, _, err) = outcome(kt(&dir, args));
+    let args = words(cmd);
+    let (code, _, err) = outcome(kt(&dir, &args));
     assert_eq!(code, 2, "{args:?} should be a usage error; stderr: {err}");
     assert!(err.contains(needle), "{args:?}: expected `{needle}` in: {err}");
 }
 
 #[test]
 fn unknown_scenario_model_variant_and_values_are_usage_errors() {
+    usage_error("run no-such-scenario", "unknown scenario `no-such-scenario`");
+    usage_error("run --model nope", "unknown model `nope` (valid: hpt");
+    usage_error("run --model hpt --variant nope", "valid: fixed, buggy");
     usage_error(
-        &["run", "no-such-scenario"],
-        "unknown scenario `no-such-scenario`",
-    );
-    usage_error(&["run", "--model", "nope"], "unknown model `nope` (valid: hpt");
-    usage_error(
-        &["run", "--model", "hpt", "--variant", "nope"],
-        "valid: fixed, buggy",
-    );
-    usage_error(
-        &["run", "--model", "hpt", "--threads", "0"],
+        "run --model hpt --threads 0",
         "threads must be between 1 and 1024, got 0",
     );
+    usage_error("run --model hpt --duration 10x", "invalid duration `10x`");
     usage_error(
-        &["run", "--model", "hpt", "--duration", "10x"],
-        "invalid duration `10x`",
-    );
-    usage_error(
-        &["run", "--model", "hpt", "--delay-prob", "2"],
+        "run --model hpt --delay-prob 2",
         "delay_prob must be within 0..=1",
     );
 }
@@ -44,16 +36,19 @@ fn malformed_and_unknown_toml_keys_name_the_line_and_key() {
     let dir = TempDir::new().unwrap();
     let bad = dir.path().join("bad.toml");
     std::fs::write(&bad, "model = \"hpt\"\nthreads = = 3\n").unwrap();
-    usage_error(&["run", bad.to_str().unwrap()], "line 2");
+    usage_error(&format!("run {}", bad.display()), "line 2");
     let unknown = dir.path().join("unknown.toml");
     std::fs::write(&unknown, "model = \"hpt\"\nthreadz = 3\n").unwrap();
-    usage_error(&["run", unknown.to_str().unwrap()], "unknown field `threadz`");
+    usage_error(&format!("run {}", unknown.display()), "unknown field `threadz`");
     let param = dir.path().join("param.toml");
     std::fs::write(&param, "model = \"hpt\"\n[params]\norder_huge = 3\n").unwrap();
-    usage_error(&["run", param.to_str().unwrap()], "unknown key params.order_huge");
+    usage_error(
+        &format!("run {}", param.display()),
+        "unknown key params.order_huge",
+    );
     let mix = dir.path().join("mix.toml");
     std::fs::write(&mix, "model = \"hpt\"\n[mix]\nwarp = 3\n").unwrap();
-    usage_error(&["run", mix.to_str().unwrap()], "unknown op `warp`");
+    usage_error(&format!("run {}", mix.display()), "unknown op `warp`");
 }
 
 #[test]
@@ -63,15 +58,8 @@ fn unwritable_results_dir_is_a_harness_fault() {
     std::fs::write(&file, "").unwrap();
     let target = file.join("sub");
     let mut c = assert_cmd::Command::cargo_bin("kvmtorture").unwrap();
-    c.args([
-        "run",
-        "--model",
-        "hpt",
-        "--duration",
-        "1s",
-        "--results-dir",
-        target.to_str().unwrap(),
-    ]);
+    c.args(words("run --model hpt --duration 1s --results-dir"));
+    c.arg(&target);
     let (code, _, err) = outcome(c);
     assert_eq!(code, 4, "{err}");
     assert!(err.contains("is not writable"), "{err}");
@@ -80,19 +68,7 @@ fn unwritable_results_dir_is_a_harness_fault() {
 #[test]
 fn a_clean_run_writes_a_complete_summary() {
     let dir = TempDir::new().unwrap();
-    let (code, out, _) = outcome(kt(
-        &dir,
-        &[
-            "run",
-            "hpt-fixed",
-            "--threads",
-            "4",
-            "--ops",
-            "200",
-            "--seed",
-            "9",
-        ],
-    ));
+    let (code, out, _) = outcome(kt(&dir, &words("run hpt-fixed --threads 4 --ops 200 --seed 9")));
     assert_eq!(code, 0);
     let run = run_dir(&dir);
     let name = run.file_name().unwrap().to_str().unwrap();
@@ -127,34 +103,14 @@ fn json_and_ktap_formats() {
     let dir = TempDir::new().unwrap();
     let (code, out, _) = outcome(kt(
         &dir,
-        &[
-            "run",
-            "--model",
-            "hpt",
-            "--threads",
-            "2",
-            "--ops",
-            "50",
-            "--format",
-            "json",
-        ],
+        &words("run --model hpt --threads 2 --ops 50 --format json"),
     ));
     assert_eq!(code, 0);
     let v: serde_json::Value = serde_json::from_str(&out).expect("stdout is the summary JSON");
     assert_eq!(v["exit_code"], 0);
     let (code, out, _) = outcome(kt(
         &dir,
-        &[
-            "run",
-            "--model",
-            "hpt",
-            "--threads",
-            "2",
-            "--ops",
-            "50",
-            "--format",
-            "ktap",
-        ],
+        &words("run --model hpt --threads 2 --ops 50 --format ktap"),
     ));
     assert_eq!(code, 0);
     assert!(out.starts_with("KTAP version 1\n1..1\nok 1 hpt-fixed"), "{out}");
@@ -164,16 +120,7 @@ fn json_and_ktap_formats() {
 fn sigint_stops_the_run_and_writes_everything() {
     let dir = TempDir::new().unwrap();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_kvmtorture"))
-        .args([
-            "run",
-            "--model",
-            "hpt",
-            "--threads",
-            "4",
-            "--duration",
-            "60s",
-            "--quiet",
-        ])
+        .args(words("run --model hpt --threads 4 --duration 60s --quiet"))
         .args(["--results-dir", dir.path().to_str().unwrap()])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -196,19 +143,7 @@ fn sigint_stops_the_run_and_writes_everything() {
 #[test]
 fn a_hung_worker_is_reported_as_a_stall() {
     let dir = TempDir::new().unwrap();
-    let args = [
-        "run",
-        "--model",
-        "hpt",
-        "--threads",
-        "4",
-        "--duration",
-        "30s",
-        "--stall-timeout",
-        "1s",
-        "--test-stall-worker",
-        "2",
-    ];
+    let args = words("run --model hpt --threads 4 --duration 30s --stall-timeout 1s --test-stall-worker 2");
     let (code, _, err) = outcome(kt(&dir, &args));
     assert_eq!(code, 3, "{err}");
     let run = run_dir(&dir);
@@ -223,7 +158,7 @@ fn a_hung_worker_is_reported_as_a_stall() {
 #[test]
 fn list_names_models_variants_and_scenarios() {
     let dir = TempDir::new().unwrap();
-    let (code, out, _) = outcome(kt(&dir, &["list", "--format", "json"]));
+    let (code, out, _) = outcome(kt(&dir, &words("list --format json")));
     assert_eq!(code, 0);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     let hpt = v["models"]

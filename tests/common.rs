@@ -17,6 +17,12 @@ pub fn kt(dir: &TempDir, args: &[&str]) -> Command {
     c
 }
 
+/// `"run --model hpt --threads 4"` as an argument list: keeps each test's command on
+/// one readable line.
+pub fn words(s: &str) -> Vec<&str> {
+    s.split_whitespace().collect()
+}
+
 /// The single run directory created under `dir`.
 pub fn run_dir(dir: &TempDir) -> PathBuf {
     let mut v: Vec<PathBuf> = std::fs::read_dir(dir.path())

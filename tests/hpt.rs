@@ -2,24 +2,15 @@
 //! is clean with every race window entered, and the race needs concurrency.
 
 mod common;
-use common::{kt, outcome, run_dir, summary};
+use common::{kt, outcome, run_dir, summary, words};
 use tempfile::TempDir;
 
 fn run_hpt(variant: &str, threads: &str, duration: &str, seed: &str) -> (i32, TempDir) {
     let dir = TempDir::new().unwrap();
-    let args = [
-        "run",
-        "--model",
-        "hpt",
-        "--variant",
-        variant,
-        "--threads",
-        threads,
-        "--duration",
-        duration,
-        "--seed",
-        seed,
-    ];
+    let cmd = format!(
+        "run --model hpt --variant {variant} --threads {threads} --duration {duration} --seed {seed}"
+    );
+    let args = words(&cmd);
     let (code, _, err) = outcome(kt(&dir, &args));
     assert!(code == 0 || code == 1, "unexpected exit {code}: {err}");
     (code, dir)
@@ -95,19 +86,8 @@ fn fixed_is_clean_and_enters_every_race_window() {
 fn fixed_is_clean_at_two_threads_without_injection() {
     for seed in ["1", "2"] {
         let dir = TempDir::new().unwrap();
-        let args = [
-            "run",
-            "--model",
-            "hpt",
-            "--threads",
-            "2",
-            "--duration",
-            "2s",
-            "--delay-prob",
-            "0",
-            "--seed",
-            seed,
-        ];
+        let cmd = format!("run --model hpt --threads 2 --duration 2s --delay-prob 0 --seed {seed}");
+        let args = words(&cmd);
         let (code, out, _) = outcome(kt(&dir, &args));
         assert_eq!(code, 0, "seed {seed}: {out}");
     }
