@@ -23,6 +23,49 @@ pub enum Command {
     List(ListArgs),
     /// Run one scenario (or --model/--variant) and report.
     Run(Box<RunArgs>),
+    /// Re-run a run directory: exactly (det) or N times with its seed (stress).
+    Replay(ReplayArgs),
+    /// Sweep seeds of one configuration, in parallel for det mode.
+    Hunt(Box<HuntArgs>),
+    /// Minimise a failing det run: fewer preemptions, ops and threads.
+    Shrink(ShrinkArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ModeArg {
+    Stress,
+    Det,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StrategyArg {
+    Random,
+    Pct,
+}
+
+/// How a det run schedules (ignored in stress mode).
+#[derive(Debug, Clone, Args)]
+pub struct DetArgs {
+    /// stress: free-running threads with injected delays; det: one thread at a time
+    /// under a seeded scheduler, exactly replayable (default: stress for run, det
+    /// for hunt).
+    #[arg(long, value_enum)]
+    pub mode: Option<ModeArg>,
+    /// Det-mode strategy.
+    #[arg(long, value_enum, default_value = "pct")]
+    pub strategy: StrategyArg,
+    /// PCT bug depth d (d-1 priority-change points).
+    #[arg(long, default_value_t = 3)]
+    pub pct_depth: u32,
+    /// PCT's estimate of the run's steps (default: from threads and ops).
+    #[arg(long)]
+    pub pct_steps: Option<u64>,
+    /// Random strategy: probability of a switch at each point.
+    #[arg(long, default_value_t = 0.05)]
+    pub switch_prob: f64,
+    /// Det steps without any op completing before the run is a livelock (exit 3).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub max_idle_steps: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -81,4 +124,74 @@ pub struct RunArgs {
     /// Test hook: worker N hangs inside an op after 16 ops.
     #[arg(long, hide = true)]
     pub test_stall_worker: Option<usize>,
+    #[command(flatten)]
+    pub det: DetArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// A run directory (with summary.json).
+    pub run_dir: PathBuf,
+    /// Stress runs: how many re-runs with the same seed.
+    #[arg(long, default_value_t = 10)]
+    pub times: u32,
+    /// Stress runs: search det seeds of the same configuration for an exact
+    /// reproduction of the same invariant, and save it.
+    #[arg(long)]
+    pub det: bool,
+    /// With --det: how many det seeds to try.
+    #[arg(long, default_value_t = 1000)]
+    pub budget: u64,
+    /// Where new run directories are created (default: next to RUN_DIR).
+    #[arg(long)]
+    pub results_dir: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "human")]
+    pub format: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct HuntArgs {
+    /// A scenario name or TOML path (or use --model/--variant).
+    pub scenario: Option<String>,
+    #[arg(long)]
+    pub model: Option<String>,
+    #[arg(long)]
+    pub variant: Option<String>,
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Ops per worker.
+    #[arg(long)]
+    pub ops: Option<u64>,
+    /// Stress mode: wall-clock budget of each seed's run.
+    #[arg(long, value_parser = duration::parse)]
+    pub duration: Option<Duration>,
+    /// Seed range A..B (inclusive).
+    #[arg(long)]
+    pub seeds: String,
+    /// Parallel runs (default: all cores for det, 1 for stress).
+    #[arg(long)]
+    pub jobs: Option<usize>,
+    /// I/N: only the seeds whose position in the range is I modulo N.
+    #[arg(long)]
+    pub shard: Option<String>,
+    /// Stop at the first failing seed.
+    #[arg(long)]
+    pub stop_on_first: bool,
+    #[arg(long, default_value = "results")]
+    pub results_dir: PathBuf,
+    #[arg(long, value_enum, default_value = "human")]
+    pub format: Format,
+    #[command(flatten)]
+    pub det: DetArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ShrinkArgs {
+    /// A failing det run directory (with schedule.json).
+    pub run_dir: PathBuf,
+    /// Most re-runs the search may spend.
+    #[arg(long, default_value_t = 400)]
+    pub budget: u32,
+    #[arg(long, value_enum, default_value = "human")]
+    pub format: Format,
 }

@@ -8,7 +8,7 @@
 use crate::duration;
 use crate::error::{usage, Error};
 use crate::model::{self, ModelInfo, VariantInfo};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -274,5 +274,84 @@ impl Scenario {
             threads: self.threads,
             params: self.params.clone(),
         }
+    }
+}
+
+/// A scenario as saved in a run directory (`config.json`, `schedule.json`), enough
+/// to rebuild it exactly without the TOML file it came from.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Saved {
+    pub name: String,
+    pub path: Option<PathBuf>,
+    pub model: String,
+    pub variant: String,
+    pub threads: usize,
+    pub duration_s: Option<f64>,
+    pub ops: Option<u64>,
+    pub seed: u64,
+    pub delay_prob: f64,
+    pub window_boost: f64,
+    pub stall_timeout_s: f64,
+    pub quiescent_every_s: f64,
+    /// `[mix]` and `[params]` as TOML text.
+    pub mix: String,
+    pub params: String,
+}
+
+impl Scenario {
+    pub fn save(&self) -> Saved {
+        Saved {
+            name: self.name.clone(),
+            path: self.path.clone(),
+            model: self.model.name.into(),
+            variant: self.variant.name.into(),
+            threads: self.threads,
+            duration_s: self.duration.map(|d| d.as_secs_f64()),
+            ops: self.ops,
+            seed: self.seed,
+            delay_prob: self.delay_prob,
+            window_boost: self.window_boost,
+            stall_timeout_s: self.stall_timeout.as_secs_f64(),
+            quiescent_every_s: self.quiescent_every.as_secs_f64(),
+            mix: self.mix.to_string(),
+            params: self.params.to_string(),
+        }
+    }
+
+    /// Rebuilds a saved scenario, validating it like a fresh one.
+    pub fn restore(s: &Saved) -> Result<Scenario, Error> {
+        let model = find_model(&s.model)?;
+        let variant = model.variant(&s.variant).ok_or_else(|| {
+            usage(format!(
+                "saved run names unknown variant `{}` of `{}`",
+                s.variant, s.model
+            ))
+        })?;
+        let table = |what: &str, t: &str| -> Result<toml::Table, Error> {
+            t.parse()
+                .map_err(|e| usage(format!("saved run has a malformed {what} table: {e}")))
+        };
+        let secs = |x: f64| Duration::try_from_secs_f64(x).map_err(|e| usage(format!("saved duration: {e}")));
+        let sc = Scenario {
+            name: s.name.clone(),
+            path: s.path.clone(),
+            model,
+            variant,
+            threads: s.threads,
+            duration: s.duration_s.map(secs).transpose()?,
+            ops: s.ops,
+            seed: s.seed,
+            delay_prob: s.delay_prob,
+            window_boost: s.window_boost,
+            stall_timeout: secs(s.stall_timeout_s)?,
+            quiescent_every: secs(s.quiescent_every_s)?,
+            mix: table("mix", &s.mix)?,
+            params: table("params", &s.params)?,
+        };
+        if !(1..=MAX_THREADS).contains(&sc.threads) || sc.ops == Some(0) {
+            return Err(usage("saved run has an invalid thread or op count"));
+        }
+        sc.weights()?;
+        Ok(sc)
     }
 }

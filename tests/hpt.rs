@@ -64,9 +64,12 @@ fn buggy_with_one_thread_is_clean() {
     assert!(s["ops_by_kind"]["kvm_run"].as_u64().unwrap() > 0);
 }
 
+/// The rarest window, a whole commit between a vCPU's guest exit and its page fault
+/// (`fault_on_stale_table`), is entered a few times a second on an idle 2-core
+/// machine: 8 s keeps this test meaningful when other tests share the cores.
 #[test]
 fn fixed_is_clean_and_enters_every_race_window() {
-    let (code, dir) = run_hpt("fixed", "16", "4s", "12");
+    let (code, dir) = run_hpt("fixed", "16", "8s", "12");
     assert_eq!(code, 0);
     let s = summary(&run_dir(&dir));
     let cov = s["coverage"].as_object().unwrap();

@@ -1,8 +1,12 @@
 //! The commands behind the CLI. `main.rs` parses and maps the result to an exit code;
 //! everything else happens here.
 
+mod exec;
+mod hunt;
 mod list;
+mod replay;
 mod run;
+mod shrink;
 
 use crate::cli::{Cli, Command};
 use crate::error::Error;
@@ -12,5 +16,8 @@ pub fn dispatch(cli: Cli) -> Result<i32, Error> {
     match cli.command {
         Command::List(a) => list::list(&a),
         Command::Run(a) => run::run(&a),
+        Command::Replay(a) => replay::replay(&a),
+        Command::Hunt(a) => hunt::hunt(&a),
+        Command::Shrink(a) => shrink::shrink(&a),
     }
 }

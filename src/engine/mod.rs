@@ -10,6 +10,8 @@ mod worker;
 pub use worker::OpCtx;
 
 use crate::model::{Model, Violation};
+use crate::sched::det::{Det, DetOutcome, Hang};
+use crate::sched::strategy::StrategySpec;
 use counters::Counters;
 use recorder::Recorder;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -41,6 +43,18 @@ pub struct RunConfig {
     pub weights: Vec<u32>,
     /// Test hook: this worker hangs after a few ops.
     pub test_stall_worker: Option<usize>,
+    /// Deterministic mode; `None` is stress mode.
+    pub det: Option<DetRun>,
+}
+
+/// The det-mode part of a run: the strategy and the budgets that replace the clock.
+#[derive(Debug, Clone)]
+pub struct DetRun {
+    pub strategy: StrategySpec,
+    /// Steps without any op completing before the run is a livelock.
+    pub max_idle_steps: u64,
+    /// Worker 0 asks for the stutter barrier's deep check every this many of its ops.
+    pub quiescent_every_ops: u64,
 }
 
 /// One violation, as found.
@@ -50,6 +64,8 @@ pub struct Found {
     pub worker: Option<usize>,
     pub op: &'static str,
     pub at: Duration,
+    /// The det step count when it was found (det mode only).
+    pub step: Option<u64>,
     pub violation: Violation,
 }
 
@@ -60,6 +76,10 @@ pub enum Status {
     Stall,
     Fault,
     Interrupted,
+    /// Det mode: every live thread waited for another.
+    Deadlock,
+    /// Det mode: steps went on but no op completed within the budget.
+    Livelock,
 }
 
 /// Everything a run produced.
@@ -76,6 +96,8 @@ pub struct Outcome {
     pub stalled: Vec<usize>,
     pub recorder: Arc<Recorder>,
     pub model_dump: String,
+    /// The scheduler's record of a det run.
+    pub det: Option<DetOutcome>,
 }
 
 /// Progress sink (a bar, plain lines, or nothing).
@@ -95,6 +117,10 @@ pub(crate) struct Shared {
     start: Instant,
     found: Mutex<(Vec<Found>, usize)>,
     fault: Mutex<Option<String>>,
+    det: Option<Arc<Det>>,
+    /// The monitor's thread, unparked by the last worker to finish so that short
+    /// runs (hunts, shrinking) do not wait out the monitor's poll period.
+    main: std::thread::Thread,
 }
 
 impl Shared {
@@ -106,6 +132,7 @@ impl Shared {
                 worker,
                 op,
                 at: self.start.elapsed(),
+                step: self.det.as_ref().map(|d| d.clock().load(Ordering::Relaxed)),
                 violation,
             });
         }
@@ -150,13 +177,23 @@ pub fn run(
 ) -> Outcome {
     let ops = model.ops();
     let roles = model.worker_roles(cfg.threads);
+    let det = cfg
+        .det
+        .as_ref()
+        .map(|d| Arc::new(Det::new(cfg.threads, cfg.seed, &d.strategy, d.max_idle_steps)));
+    let recorder = match &det {
+        Some(d) => Recorder::with_step_clock(cfg.threads, d.clock()),
+        None => Recorder::new(cfg.threads),
+    };
     let shared = Arc::new(Shared {
         counters: Counters::new(cfg.threads, ops.len(), model.coverage_names().len()),
-        recorder: Arc::new(Recorder::new(cfg.threads)),
+        recorder: Arc::new(recorder),
+        det,
         stutter: Stutter::new(cfg.threads),
         stop: AtomicBool::new(false),
         finished: AtomicUsize::new(0),
         start: Instant::now(),
+        main: std::thread::current(),
         found: Mutex::new((Vec::new(), 0)),
         fault: Mutex::new(None),
         model,
@@ -190,7 +227,7 @@ fn monitor(sh: &Shared, interrupted: &dyn Fn() -> bool, obs: &mut dyn Observer) 
     let mut interrupt = false;
     let mut stopping_since: Option<Instant> = None;
     loop {
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::park_timeout(Duration::from_millis(20));
         let now = Instant::now();
         let elapsed = now - sh.start;
         if sh.finished.load(Ordering::Acquire) == n {
@@ -199,6 +236,11 @@ fn monitor(sh: &Shared, interrupted: &dyn Fn() -> bool, obs: &mut dyn Observer) 
         if !interrupt && interrupted() {
             interrupt = true;
             sh.stop.store(true, Ordering::Release);
+        }
+        if sh.det.is_some() {
+            // Det mode: budgets are ops and steps, hangs are the scheduler's to find.
+            obs.tick(elapsed, sh.counters.ops_total(), sh.violations());
+            continue;
         }
         if sh.cfg.duration.is_some_and(|d| elapsed >= d) {
             sh.stop.store(true, Ordering::Release);
@@ -235,7 +277,9 @@ fn monitor(sh: &Shared, interrupted: &dyn Fn() -> bool, obs: &mut dyn Observer) 
 }
 
 fn finish(sh: Arc<Shared>, interrupt: bool, stalled: Vec<usize>) -> Outcome {
-    let clean_stop = stalled.is_empty();
+    let det = sh.det.as_ref().map(|d| d.outcome());
+    let hang = det.as_ref().and_then(|d| d.hang);
+    let clean_stop = stalled.is_empty() && hang.is_none();
     if clean_stop {
         // Every worker is gone: teardown checks run with nothing in flight.
         if sh.violations() == 0 || sh.cfg.keep_going {
@@ -249,6 +293,11 @@ fn finish(sh: Arc<Shared>, interrupt: bool, stalled: Vec<usize>) -> Outcome {
         Status::Fault
     } else if total > 0 {
         Status::Violation
+    } else if let Some(h) = hang {
+        match h {
+            Hang::Deadlock => Status::Deadlock,
+            Hang::Livelock => Status::Livelock,
+        }
     } else if !clean_stop {
         Status::Stall
     } else if interrupt {
@@ -272,5 +321,6 @@ fn finish(sh: Arc<Shared>, interrupt: bool, stalled: Vec<usize>) -> Outcome {
         stalled,
         recorder: Arc::clone(&sh.recorder),
         model_dump: sh.model.dump(),
+        det,
     }
 }

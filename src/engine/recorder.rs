@@ -4,7 +4,8 @@
 //! owner is the only writer; the monitor reads it only to render a report, so the
 //! per-ring std mutex is uncontended on the hot path.
 
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 /// Entries kept per worker.
@@ -20,6 +21,7 @@ pub enum Kind {
 
 #[derive(Clone, Copy, Debug)]
 pub struct Entry {
+    /// Nanoseconds since the start, or the det step number (see [`Recorder::steps`]).
     pub t_ns: u64,
     pub kind: Kind,
     /// Op name for Begin/End/Failed, event name for Event.
@@ -65,22 +67,46 @@ impl Ring {
     }
 }
 
+/// Where timestamps come from: the wall clock (stress), or the det scheduler's step
+/// counter, so that a det report is as reproducible as its trace.
+enum Clock {
+    Wall(Instant),
+    Steps(Arc<AtomicU64>),
+}
+
 /// All workers' rings.
 pub struct Recorder {
-    start: Instant,
+    clock: Clock,
     rings: Vec<Mutex<Ring>>,
 }
 
 impl Recorder {
     pub fn new(workers: usize) -> Self {
+        Self::with_clock(workers, Clock::Wall(Instant::now()))
+    }
+
+    /// A recorder stamping entries with det step numbers.
+    pub fn with_step_clock(workers: usize, steps: Arc<AtomicU64>) -> Self {
+        Self::with_clock(workers, Clock::Steps(steps))
+    }
+
+    fn with_clock(workers: usize, clock: Clock) -> Self {
         Recorder {
-            start: Instant::now(),
+            clock,
             rings: (0..workers).map(|_| Mutex::new(Ring::new())).collect(),
         }
     }
 
+    /// True if timestamps are det step numbers.
+    pub fn steps(&self) -> bool {
+        matches!(self.clock, Clock::Steps(_))
+    }
+
     pub fn record(&self, worker: usize, kind: Kind, what: &'static str, a: u64, b: u64) {
-        let t_ns = self.start.elapsed().as_nanos() as u64;
+        let t_ns = match &self.clock {
+            Clock::Wall(start) => start.elapsed().as_nanos() as u64,
+            Clock::Steps(s) => s.load(Ordering::Relaxed),
+        };
         let mut r = self.rings[worker].lock().unwrap_or_else(|e| e.into_inner());
         match kind {
             Kind::Begin => r.current = Some(what),

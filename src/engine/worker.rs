@@ -2,7 +2,7 @@
 
 use super::{counters::WorkerCounters, recorder::Kind, Shared};
 use crate::rng::{Rng, Stream};
-use crate::sched::{self, stress::Injector, Mode};
+use crate::sched::{self, det, stress::Injector, Mode};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -77,19 +77,50 @@ impl Mix {
     }
 }
 
-/// The worker thread body.
+/// The worker thread body. In det mode a hung run's scheduler unwinds every worker
+/// with [`det::Abort`], from inside an op or between ops; that ends the worker quietly.
 pub(super) fn run(shared: Arc<Shared>, idx: usize, mix: Mix) {
     let cfg = &shared.cfg;
-    let _mode = sched::enter(Mode::Stress(Injector::new(
-        Rng::stream(cfg.seed, Stream::Delays, idx as u64),
-        cfg.delay_prob,
-        cfg.window_boost,
-    )));
+    let _mode = match &shared.det {
+        Some(d) => sched::enter(Mode::Det(det::Handle {
+            det: Arc::clone(d),
+            idx,
+        })),
+        None => sched::enter(Mode::Stress(Injector::new(
+            Rng::stream(cfg.seed, Stream::Delays, idx as u64),
+            cfg.delay_prob,
+            cfg.window_boost,
+        ))),
+    };
+    let body = catch_unwind(AssertUnwindSafe(|| {
+        if let Some(d) = &shared.det {
+            d.attach(idx);
+        }
+        ops_loop(&shared, idx, &mix)
+    }));
+    match body {
+        Ok(()) => {}
+        Err(p) if p.is::<det::Abort>() => {}
+        Err(p) => shared.fault(format!("worker {idx} panicked: {}", panic_message(&p))),
+    }
+    if let Some(d) = &shared.det {
+        d.exit(idx);
+    }
+    if shared.finished.fetch_add(1, Ordering::AcqRel) + 1 == cfg.threads {
+        shared.main.unpark();
+    }
+}
+
+fn ops_loop(shared: &Shared, idx: usize, mix: &Mix) {
+    let cfg = &shared.cfg;
     let mut rng = Rng::stream(cfg.seed, Stream::Ops, idx as u64);
     let counters = &shared.counters.workers[idx];
     let ops = shared.model.ops();
     let mut done = 0u64;
+    let mut asked = 0u64;
     let mut check = || shared.quiescent_check();
+    // Det mode asks for the deep check by op count, not by the monitor's clock.
+    let quiescent_every = cfg.det.as_ref().map(|d| d.quiescent_every_ops);
     while !mix.is_empty() && !shared.stop.load(Ordering::Relaxed) {
         if cfg.ops_per_worker.is_some_and(|n| done >= n) {
             break;
@@ -99,16 +130,22 @@ pub(super) fn run(shared: Arc<Shared>, idx: usize, mix: Mix) {
             continue;
         }
         if cfg.test_stall_worker == Some(idx) && done == 16 {
-            stall_forever(&shared, idx);
+            stall_forever(shared, idx);
+        }
+        if idx == 0 && done > asked && quiescent_every.is_some_and(|k| done % k == 0) {
+            asked = done;
+            shared.stutter.request();
+            continue;
         }
         let op = mix.pick(&mut rng);
         let name = ops[op].name;
         shared.recorder.record(idx, Kind::Begin, name, done, 0);
+        sched::op(Some(name));
         let mut cx = OpCtx {
             worker: idx,
             threads: cfg.threads,
             rng: &mut rng,
-            shared: &shared,
+            shared,
             counters,
         };
         let result = catch_unwind(AssertUnwindSafe(|| shared.model.step(&mut cx, op)));
@@ -123,6 +160,7 @@ pub(super) fn run(shared: Arc<Shared>, idx: usize, mix: Mix) {
                 counters.op_done(op);
                 shared.violation(Some(idx), name, v);
             }
+            Err(panic) if panic.is::<det::Abort>() => std::panic::resume_unwind(panic),
             Err(panic) => {
                 shared.recorder.record(idx, Kind::Failed, name, done, 0);
                 shared.fault(format!(
@@ -131,9 +169,9 @@ pub(super) fn run(shared: Arc<Shared>, idx: usize, mix: Mix) {
                 ));
             }
         }
+        sched::op(None);
     }
     shared.stutter.leave(&mut check);
-    shared.finished.fetch_add(1, Ordering::AcqRel);
 }
 
 /// The `--test-stall-worker` hook: this worker stops making progress inside an op,

@@ -2,12 +2,13 @@
 //! and completed at the end) and, for a failure, `report.txt`; plus what goes to the
 //! terminal.
 
+pub mod interleave;
 pub mod progress;
 mod summary;
 mod text;
 
-pub use summary::Summary;
-pub use text::{failure_report, human_result, ktap_result};
+pub use summary::{hex, DetSummary, Summary};
+pub use text::{failure_report, human_result, ktap_result, thread_states};
 
 use crate::error::Error;
 use std::path::{Path, PathBuf};

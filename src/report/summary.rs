@@ -12,6 +12,9 @@ pub struct ViolationRecord {
     pub op: String,
     pub message: String,
     pub at_s: f64,
+    /// Det mode: the scheduling step at which it was found.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub at_step: Option<u64>,
 }
 
 /// Written with `status: "running"` before the workers start, so a crash of the host
@@ -40,6 +43,32 @@ pub struct Summary {
     pub fault: Option<String>,
     pub exit_code: Option<i32>,
     pub replay: String,
+    /// Det mode only (absent from stress summaries).
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub det: Option<DetSummary>,
+}
+
+/// The det-mode fields of `summary.json`.
+#[derive(Debug, Serialize)]
+pub struct DetSummary {
+    /// `random(p)` or `pct(d=.., k=..)` or `replay`.
+    pub strategy: String,
+    /// Hash of the decision list (the schedule), `0x` + 16 hex digits.
+    pub schedule_hash: String,
+    /// Hash of every step (number, thread, site).
+    pub trace_hash: String,
+    pub steps: u64,
+    pub switches: u64,
+    /// Switches away from a thread that could have gone on.
+    pub preemptions: u64,
+    /// Every thread's state when the scheduler stopped a hung run.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub threads_at_hang: Vec<String>,
+}
+
+/// A hash as written in summaries and schedules.
+pub fn hex(h: u64) -> String {
+    format!("{h:#018x}")
 }
 
 pub fn status_name(s: Status) -> &'static str {
@@ -49,6 +78,8 @@ pub fn status_name(s: Status) -> &'static str {
         Status::Stall => "stall",
         Status::Fault => "fault",
         Status::Interrupted => "interrupted",
+        Status::Deadlock => "deadlock",
+        Status::Livelock => "livelock",
     }
 }
 
@@ -71,11 +102,22 @@ impl Summary {
                 op: f.op.into(),
                 message: f.violation.message.clone(),
                 at_s: f.at.as_secs_f64(),
+                at_step: f.step,
             })
             .collect();
         self.stalled_threads = o.stalled.clone();
         self.fault = o.fault.clone();
         self.exit_code = Some(exit_code);
+        if let (Some(d), Some(det)) = (&o.det, self.det.as_mut()) {
+            det.schedule_hash = hex(d.schedule_hash);
+            det.trace_hash = hex(d.trace_hash);
+            det.steps = d.steps;
+            det.switches = d.switches;
+            det.preemptions = d.preemptions;
+            if d.hang.is_some() {
+                det.threads_at_hang = crate::report::thread_states(d);
+            }
+        }
     }
 
     pub fn to_json(&self) -> String {

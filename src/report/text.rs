@@ -3,7 +3,31 @@
 use super::Summary;
 use crate::engine::recorder::{Entry, Kind, Recorder};
 use crate::engine::{Outcome, Status};
+use crate::sched::det::{DetOutcome, Hang, ThreadStatus};
 use std::fmt::Write;
+
+/// Steps of the interleaving shown at the end of a det failure report.
+const REPORT_STEPS: usize = 80;
+
+/// One line per thread: its status, last site (with source line) and current op.
+pub fn thread_states(d: &DetOutcome) -> Vec<String> {
+    d.threads
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let status = match t.status {
+                ThreadStatus::Runnable => "runnable",
+                ThreadStatus::Blocked => "blocked (waiting)",
+                ThreadStatus::Done => "done",
+            };
+            let site = t
+                .last_site
+                .map_or("no step yet".to_string(), |(n, l)| format!("last at {n} ({l})"));
+            let op = t.op.map_or(String::new(), |o| format!(", inside {o}"));
+            format!("thread {i}: {status}, {site}{op}")
+        })
+        .collect()
+}
 
 /// `report.txt`: what failed, where, the model's state, and every worker's last ops.
 pub fn failure_report(s: &Summary, o: &Outcome) -> String {
@@ -22,6 +46,21 @@ pub fn failure_report(s: &Summary, o: &Outcome) -> String {
     if let Some(f) = &o.fault {
         let _ = writeln!(r, "HARNESS FAULT: {f}\n");
     }
+    if let Some(d) = &o.det {
+        if let Some(h) = d.hang {
+            let what = match h {
+                Hang::Deadlock => "DEADLOCK: every live thread is waiting for another",
+                Hang::Livelock => {
+                    "LIVELOCK: threads kept stepping but no op completed within the step budget"
+                }
+            };
+            let _ = writeln!(r, "{what} (step {}):", d.steps);
+            for l in thread_states(d) {
+                let _ = writeln!(r, "  {l}");
+            }
+            r.push('\n');
+        }
+    }
     if !o.stalled.is_empty() {
         let _ = writeln!(
             r,
@@ -36,11 +75,12 @@ pub fn failure_report(s: &Summary, o: &Outcome) -> String {
         );
         let _ = writeln!(
             r,
-            "VIOLATION {} of {}: {} at {:.6}s ({who})",
+            "VIOLATION {} of {}: {} at {} ({who})",
             i + 1,
             o.violations_total,
             f.violation.invariant,
-            f.at.as_secs_f64()
+            f.step
+                .map_or_else(|| format!("{:.6}s", f.at.as_secs_f64()), |s| format!("step {s}"))
         );
         let _ = writeln!(r, "  {}", f.violation.message);
         if !f.violation.state.is_empty() {
@@ -54,6 +94,17 @@ pub fn failure_report(s: &Summary, o: &Outcome) -> String {
         "last operations of every worker (oldest first; events are indented):"
     );
     r.push_str(&flight_log(&o.recorder, &racing(o)));
+    if let Some(d) = &o.det {
+        let from = d.tail.len().saturating_sub(REPORT_STEPS);
+        let _ = writeln!(
+            r,
+            "\nlast {} of {} det steps ({} preemptions; `kvmtorture shrink` minimises):",
+            d.tail.len() - from,
+            d.steps,
+            d.preemptions
+        );
+        r.push_str(&super::interleave::render(&d.tail[from..], d.threads.len()));
+    }
     r
 }
 
@@ -81,19 +132,23 @@ fn flight_log(rec: &Recorder, first: &[usize]) -> String {
             current.map_or(String::new(), |op| format!(" (inside {op})"))
         );
         for e in entries {
-            r.push_str(&entry_line(&e));
+            r.push_str(&entry_line(&e, rec.steps()));
         }
     }
     r
 }
 
-fn entry_line(e: &Entry) -> String {
-    let t = e.t_ns as f64 / 1e9;
+fn entry_line(e: &Entry, steps: bool) -> String {
+    let t = if steps {
+        format!("step {:>9}", e.t_ns)
+    } else {
+        format!("{:12.6}", e.t_ns as f64 / 1e9)
+    };
     match e.kind {
-        Kind::Begin => format!("  [{t:12.6}] begin  {} (#{})\n", e.what, e.a),
-        Kind::End => format!("  [{t:12.6}] end    {}\n", e.what),
-        Kind::Failed => format!("  [{t:12.6}] FAILED {}\n", e.what),
-        Kind::Event => format!("  [{t:12.6}]     {} a={:#x} b={:#x}\n", e.what, e.a, e.b),
+        Kind::Begin => format!("  [{t}] begin  {} (#{})\n", e.what, e.a),
+        Kind::End => format!("  [{t}] end    {}\n", e.what),
+        Kind::Failed => format!("  [{t}] FAILED {}\n", e.what),
+        Kind::Event => format!("  [{t}]     {} a={:#x} b={:#x}\n", e.what, e.a, e.b),
     }
 }
 
@@ -124,6 +179,16 @@ pub fn human_result(s: &Summary, o: &Outcome, run_dir: &str) -> String {
     }
     if !o.stalled.is_empty() {
         let _ = writeln!(r, "  stalled workers: {:?}", o.stalled);
+    }
+    if let Some(d) = &s.det {
+        let _ = writeln!(
+            r,
+            "  det {}: {} steps, {} switches, {} preemptions, schedule {} trace {}",
+            d.strategy, d.steps, d.switches, d.preemptions, d.schedule_hash, d.trace_hash
+        );
+        for l in &d.threads_at_hang {
+            let _ = writeln!(r, "  {l}");
+        }
     }
     let cov: Vec<String> = o.coverage.iter().map(|(k, v)| format!("{k}={v}")).collect();
     let _ = writeln!(r, "  coverage: {}", cov.join(" "));

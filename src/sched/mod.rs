@@ -9,8 +9,12 @@
 //! What a point *does* depends on the thread's [`Mode`]:
 //! - outside a torture worker (unit tests, the main thread): nothing;
 //! - stress: a seeded draw may inject a spin, a yield or a short sleep, with a higher
-//!   probability at race-window sites ([`Site::window`]) — see [`stress`].
+//!   probability at race-window sites ([`Site::window`]) — see [`stress`];
+//! - det: the thread records the step and hands the baton to whoever the seeded
+//!   strategy picks — see [`det`].
 
+pub mod det;
+pub mod strategy;
 pub mod stress;
 
 use std::cell::RefCell;
@@ -65,6 +69,7 @@ macro_rules! window {
 /// The scheduling regime of the current thread.
 pub enum Mode {
     Stress(stress::Injector),
+    Det(det::Handle),
 }
 
 thread_local! {
@@ -93,7 +98,34 @@ pub fn point(site: Site) {
         if let Some(mode) = m.borrow_mut().as_mut() {
             match mode {
                 Mode::Stress(inj) => inj.point(&site),
+                Mode::Det(h) => h.det.step(h.idx, &site, false),
             }
+        }
+    });
+}
+
+/// A failed wait. Returns true if a det scheduler took it (the caller must not also
+/// back off in real time: the scheduler already ran someone else).
+fn wait_point(site: Site) -> bool {
+    MODE.with(|m| match m.borrow_mut().as_mut() {
+        Some(Mode::Det(h)) => {
+            h.det.step(h.idx, &site, true);
+            true
+        }
+        Some(Mode::Stress(inj)) => {
+            inj.point(&site);
+            false
+        }
+        None => false,
+    })
+}
+
+/// Tells a det scheduler which op the current thread is in (`None`: between ops);
+/// the end of an op is progress for livelock detection. No-op in other modes.
+pub fn op(name: Option<&'static str>) {
+    MODE.with(|m| {
+        if let Some(Mode::Det(h)) = m.borrow().as_ref() {
+            h.det.op(h.idx, name);
         }
     });
 }
@@ -119,8 +151,9 @@ impl Backoff {
     /// One failed attempt: wait a little before the caller re-checks.
     pub fn spin(&mut self) {
         self.rounds = self.rounds.saturating_add(1);
-        point(self.site);
-        stress::backoff(self.rounds);
+        if !wait_point(self.site) {
+            stress::backoff(self.rounds);
+        }
     }
 
     /// How many failed attempts so far (coverage: a contended wait).

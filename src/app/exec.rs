@@ -1,0 +1,379 @@
+//! One run from a plan to its files: shared by `run`, `replay`, `hunt` and `shrink`.
+//!
+//! A [`Plan`] is a validated scenario plus, for det mode, the scheduler settings; it
+//! is saved in every run directory (`config.json`, and `schedule.json` for det runs)
+//! so that `replay` and `shrink` can rebuild it without the original TOML file.
+
+use crate::cli::{DetArgs, ModeArg, StrategyArg};
+use crate::engine::{self, DetRun, Observer, Outcome, RunConfig, Status};
+use crate::error::{exit, usage, Error};
+use crate::report::{self, hex, DetSummary, Summary};
+use crate::scenario::{Saved, Scenario};
+use crate::sched::strategy::{Decision, StrategySpec};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// Ops per worker of a det run when neither the scenario nor `--ops` says.
+pub const DET_DEFAULT_OPS: u64 = 200;
+/// Worker 0 requests the quiescent deep check every this many of its ops (det).
+pub const DET_QUIESCENT_EVERY_OPS: u64 = 16;
+/// PCT's step estimate per op when `--pct-steps` is not given (measured on hpt).
+pub const PCT_STEPS_PER_OP: u64 = 64;
+/// Version of the `schedule.json` format: bump when its meaning changes.
+pub const SCHEDULE_FORMAT: u32 = 1;
+
+/// A validated run: the scenario and, for det mode, the scheduler.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub sc: Scenario,
+    pub det: Option<DetRun>,
+    pub keep_going: bool,
+    pub test_stall_worker: Option<usize>,
+}
+
+impl Plan {
+    /// A plan from parsed flags; `default_mode` applies when `--mode` is absent.
+    pub fn new(mut sc: Scenario, a: &DetArgs, default_mode: ModeArg) -> Result<Plan, Error> {
+        let det = match a.mode.unwrap_or(default_mode) {
+            ModeArg::Stress => None,
+            ModeArg::Det => {
+                // Det budgets are ops, never wall time.
+                sc.duration = None;
+                let ops = *sc.ops.get_or_insert(DET_DEFAULT_OPS);
+                Some(det_run(a, sc.threads as u64 * ops * PCT_STEPS_PER_OP)?)
+            }
+        };
+        Ok(Plan {
+            sc,
+            det,
+            keep_going: false,
+            test_stall_worker: None,
+        })
+    }
+
+    pub fn mode(&self) -> &'static str {
+        if self.det.is_some() {
+            "det"
+        } else {
+            "stress"
+        }
+    }
+
+    /// The same plan with another seed.
+    pub fn with_seed(&self, seed: u64) -> Plan {
+        let mut p = self.clone();
+        p.sc.seed = seed;
+        p
+    }
+}
+
+fn det_run(a: &DetArgs, estimate: u64) -> Result<DetRun, Error> {
+    let strategy = match a.strategy {
+        StrategyArg::Random => {
+            if !(0.0..=1.0).contains(&a.switch_prob) {
+                return Err(usage(format!(
+                    "--switch-prob must be within 0..=1, got {}",
+                    a.switch_prob
+                )));
+            }
+            StrategySpec::Random {
+                switch_prob: a.switch_prob,
+            }
+        }
+        StrategyArg::Pct => {
+            if !(1..=64).contains(&a.pct_depth) {
+                return Err(usage(format!(
+                    "--pct-depth must be within 1..=64, got {}",
+                    a.pct_depth
+                )));
+            }
+            StrategySpec::Pct {
+                depth: a.pct_depth,
+                steps: a.pct_steps.unwrap_or(estimate).max(1),
+            }
+        }
+    };
+    if a.max_idle_steps == 0 {
+        return Err(usage("--max-idle-steps must be at least 1"));
+    }
+    Ok(DetRun {
+        strategy,
+        max_idle_steps: a.max_idle_steps,
+        quiescent_every_ops: DET_QUIESCENT_EVERY_OPS,
+    })
+}
+
+/// A readable name of a strategy for summaries.
+pub fn strategy_label(s: &StrategySpec) -> String {
+    match s {
+        StrategySpec::Random { switch_prob } => format!("random(p={switch_prob})"),
+        StrategySpec::Pct { depth, steps } => format!("pct(d={depth},k={steps})"),
+        StrategySpec::Replay { decisions } => format!("replay({} decisions)", decisions.len()),
+    }
+}
+
+/// What one run produced.
+pub struct Executed {
+    pub outcome: Outcome,
+    pub summary: Summary,
+    pub code: i32,
+}
+
+impl Executed {
+    /// The failure's identity for reproduction: status and first invariant.
+    pub fn signature(&self) -> (String, Option<String>) {
+        (
+            self.summary.status.clone(),
+            self.summary.violations.first().map(|v| v.invariant.clone()),
+        )
+    }
+}
+
+/// Builds the model and runs the plan to the end.
+pub fn execute(
+    plan: &Plan,
+    interrupted: &dyn Fn() -> bool,
+    obs: &mut dyn Observer,
+) -> Result<Executed, Error> {
+    let sc = &plan.sc;
+    let model =
+        (sc.model.build)(&sc.model_config()).map_err(|e| usage(format!("{} model: {e}", sc.model.name)))?;
+    let cfg = RunConfig {
+        threads: sc.threads,
+        duration: sc.duration,
+        ops_per_worker: sc.ops,
+        seed: sc.seed,
+        delay_prob: sc.delay_prob,
+        window_boost: sc.window_boost,
+        stall_timeout: sc.stall_timeout,
+        keep_going: plan.keep_going,
+        quiescent_every: sc.quiescent_every,
+        weights: sc.weights()?,
+        test_stall_worker: plan.test_stall_worker,
+        det: plan.det.clone(),
+    };
+    let outcome = engine::run(model, cfg, interrupted, obs);
+    let code = exit_code(outcome.status);
+    let mut summary = initial_summary(plan);
+    summary.complete(&outcome, code);
+    Ok(Executed {
+        outcome,
+        summary,
+        code,
+    })
+}
+
+pub fn exit_code(s: Status) -> i32 {
+    match s {
+        Status::Clean => exit::CLEAN,
+        Status::Violation => exit::VIOLATION,
+        Status::Stall | Status::Deadlock | Status::Livelock => exit::STALL,
+        Status::Fault => exit::FAULT,
+        Status::Interrupted => exit::INTERRUPTED,
+    }
+}
+
+/// The summary before the run (status `running`).
+pub fn initial_summary(plan: &Plan) -> Summary {
+    let sc = &plan.sc;
+    Summary {
+        version: env!("CARGO_PKG_VERSION").into(),
+        scenario: sc.name.clone(),
+        model: sc.model.name.into(),
+        variant: sc.variant.name.into(),
+        mode: plan.mode().into(),
+        seed: sc.seed,
+        threads: sc.threads,
+        duration_limit_s: sc.duration.map(|d| d.as_secs_f64()),
+        ops_limit: sc.ops,
+        delay_prob: sc.delay_prob,
+        status: "running".into(),
+        duration_s: 0.0,
+        ops_total: 0,
+        ops_per_s: 0.0,
+        ops_by_kind: BTreeMap::new(),
+        coverage: BTreeMap::new(),
+        violations_total: 0,
+        violations: Vec::new(),
+        stalled_threads: Vec::new(),
+        fault: None,
+        exit_code: None,
+        replay: replay_command(plan),
+        det: plan.det.as_ref().map(|d| DetSummary {
+            strategy: strategy_label(&d.strategy),
+            schedule_hash: String::new(),
+            trace_hash: String::new(),
+            steps: 0,
+            switches: 0,
+            preemptions: 0,
+            threads_at_hang: Vec::new(),
+        }),
+    }
+}
+
+/// A command line that re-runs this configuration.
+fn replay_command(plan: &Plan) -> String {
+    let sc = &plan.sc;
+    let mut c = String::from("kvmtorture run");
+    match &sc.path {
+        Some(p) => c += &format!(" {}", p.display()),
+        None => c += &format!(" --model {} --variant {}", sc.model.name, sc.variant.name),
+    }
+    c += &format!(" --seed {} --threads {}", sc.seed, sc.threads);
+    if let Some(d) = sc.duration {
+        c += &format!(" --duration {}", crate::duration::format(d));
+    }
+    if let Some(n) = sc.ops {
+        c += &format!(" --ops {n}");
+    }
+    match plan.det.as_ref().map(|d| &d.strategy) {
+        None => c += &format!(" --delay-prob {}", sc.delay_prob),
+        Some(StrategySpec::Random { switch_prob }) => {
+            c += &format!(" --mode det --strategy random --switch-prob {switch_prob}")
+        }
+        Some(StrategySpec::Pct { depth, steps }) => {
+            c += &format!(" --mode det --strategy pct --pct-depth {depth} --pct-steps {steps}")
+        }
+        Some(StrategySpec::Replay { .. }) => c = "kvmtorture replay <this run directory>".into(),
+    }
+    c
+}
+
+/// `config.json`: the plan of any run.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ConfigFile {
+    pub kvmtorture_version: String,
+    pub mode: String,
+    pub keep_going: bool,
+    pub scenario: Saved,
+}
+
+/// `schedule.json`: a det run's exact schedule, version-stamped, with the full config.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ScheduleFile {
+    pub kvmtorture_version: String,
+    pub schedule_format: u32,
+    pub scenario: Saved,
+    pub keep_going: bool,
+    /// The strategy that produced the run (the decisions replay it without it).
+    pub strategy: StrategySpec,
+    pub max_idle_steps: u64,
+    pub quiescent_every_ops: u64,
+    pub status: String,
+    pub invariant: Option<String>,
+    pub exit_code: i32,
+    pub steps: u64,
+    pub switches: u64,
+    pub preemptions: u64,
+    pub schedule_hash: String,
+    pub trace_hash: String,
+    /// Every choice that differs from "keep running, else round robin".
+    pub decisions: Vec<Decision>,
+}
+
+impl ScheduleFile {
+    /// The plan that replays this schedule exactly.
+    pub fn replay_plan(&self) -> Result<Plan, Error> {
+        Ok(Plan {
+            sc: Scenario::restore(&self.scenario)?,
+            det: Some(DetRun {
+                strategy: StrategySpec::Replay {
+                    decisions: self.decisions.clone(),
+                },
+                max_idle_steps: self.max_idle_steps,
+                quiescent_every_ops: self.quiescent_every_ops,
+            }),
+            keep_going: self.keep_going,
+            test_stall_worker: None,
+        })
+    }
+}
+
+/// The schedule of a finished det run (`None` for stress).
+pub fn schedule_of(plan: &Plan, ex: &Executed) -> Option<ScheduleFile> {
+    let (d, o) = (plan.det.as_ref()?, ex.outcome.det.as_ref()?);
+    let (status, invariant) = ex.signature();
+    Some(ScheduleFile {
+        kvmtorture_version: env!("CARGO_PKG_VERSION").into(),
+        schedule_format: SCHEDULE_FORMAT,
+        scenario: plan.sc.save(),
+        keep_going: plan.keep_going,
+        strategy: d.strategy.clone(),
+        max_idle_steps: d.max_idle_steps,
+        quiescent_every_ops: d.quiescent_every_ops,
+        status,
+        invariant,
+        exit_code: ex.code,
+        steps: o.steps,
+        switches: o.switches,
+        preemptions: o.preemptions,
+        schedule_hash: hex(o.schedule_hash),
+        trace_hash: hex(o.trace_hash),
+        decisions: o.decisions.clone(),
+    })
+}
+
+/// Writes the config (and schedule) of a run into its directory.
+pub fn save_plan(dir: &Path, plan: &Plan) -> Result<(), Error> {
+    let cfg = ConfigFile {
+        kvmtorture_version: env!("CARGO_PKG_VERSION").into(),
+        mode: plan.mode().into(),
+        keep_going: plan.keep_going,
+        scenario: plan.sc.save(),
+    };
+    report::write(dir, "config.json", &to_json(&cfg))
+}
+
+/// Writes everything a finished run leaves: summary, report, schedule.
+pub fn save_result(dir: &Path, plan: &Plan, ex: &mut Executed) -> Result<(), Error> {
+    if plan.det.is_some() {
+        ex.summary.replay = format!("kvmtorture replay {}", dir.display());
+    }
+    report::write(dir, "summary.json", &ex.summary.to_json())?;
+    if !matches!(ex.outcome.status, Status::Clean | Status::Interrupted) {
+        report::write(
+            dir,
+            "report.txt",
+            &report::failure_report(&ex.summary, &ex.outcome),
+        )?;
+    }
+    if let Some(s) = schedule_of(plan, ex) {
+        report::write(dir, "schedule.json", &to_json(&s))?;
+    }
+    Ok(())
+}
+
+pub fn to_json<T: Serialize>(v: &T) -> String {
+    serde_json::to_string_pretty(v).expect("serialises") + "\n"
+}
+
+/// Reads and parses `name` in a run directory; exit 2 naming the problem otherwise.
+pub fn read_json<T: for<'de> Deserialize<'de>>(dir: &Path, name: &str) -> Result<T, Error> {
+    let p = dir.join(name);
+    let text = std::fs::read_to_string(&p).map_err(|e| usage(format!("cannot read {}: {e}", p.display())))?;
+    serde_json::from_str(&text).map_err(|e| usage(format!("malformed {}: {e}", p.display())))
+}
+
+/// Checks that `dir` is a run directory (it has `summary.json`).
+pub fn check_run_dir(dir: &Path) -> Result<(), Error> {
+    if dir.join("summary.json").is_file() {
+        Ok(())
+    } else {
+        Err(usage(format!(
+            "{} is not a run directory (no summary.json)",
+            dir.display()
+        )))
+    }
+}
+
+/// The exit code a run with status `s` (as written in summaries) ended with.
+pub fn exit_code_of_status(s: &str) -> i32 {
+    match s {
+        "violation" => exit::VIOLATION,
+        "stall" | "deadlock" | "livelock" => exit::STALL,
+        "fault" => exit::FAULT,
+        "interrupted" => exit::INTERRUPTED,
+        _ => exit::CLEAN,
+    }
+}

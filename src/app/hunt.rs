@@ -1,0 +1,244 @@
+//! `kvmtorture hunt`: a seed sweep of one configuration. Det runs are independent
+//! (one baton per run), so they go in parallel on a rayon pool; stress runs compete
+//! for the cores they measure, so they go one at a time unless `--jobs` says.
+
+use super::exec::{self, Executed, Plan};
+use super::run::load_scenario;
+use crate::cli::{Format, HuntArgs, ModeArg};
+use crate::error::{exit, usage, Error};
+use crate::report::{self, progress::Silent};
+use crate::scenario::Overrides;
+use rayon::prelude::*;
+use serde_json::json;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Which seeds to run and how.
+pub struct Sweep {
+    pub seeds: Vec<u64>,
+    /// Parallel runs; `None`: all cores for det, 1 for stress.
+    pub jobs: Option<usize>,
+    /// Skip seeds above the lowest failing one found so far.
+    pub stop_on_first: bool,
+}
+
+/// Runs `plan` once per seed; for each run where `failed` holds, `keep` turns it into
+/// what is returned (runs are dropped as they finish: a sweep's memory does not grow
+/// with its failures). In seed order; with `stop_on_first`, only the lowest seed.
+pub fn sweep<R: Send>(
+    plan: &Plan,
+    sw: &Sweep,
+    failed: &(dyn Fn(&Executed) -> bool + Sync),
+    keep: &(dyn Fn(u64, Executed) -> R + Sync),
+) -> Vec<(u64, R)> {
+    let jobs = sw
+        .jobs
+        .unwrap_or(if plan.det.is_some() {
+            rayon::current_num_threads()
+        } else {
+            1
+        })
+        .max(1);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(jobs)
+        .build()
+        .expect("rayon pool");
+    let first = AtomicU64::new(u64::MAX);
+    let mut found: Vec<(u64, R)> = pool.install(|| {
+        sw.seeds
+            .par_iter()
+            .with_max_len(1)
+            .filter_map(|&seed| {
+                if sw.stop_on_first && seed > first.load(Ordering::Relaxed) || crate::interrupt::requested() {
+                    return None;
+                }
+                // A plan that validated once builds for every seed.
+                let ex =
+                    exec::execute(&plan.with_seed(seed), &crate::interrupt::requested, &mut Silent).ok()?;
+                failed(&ex).then(|| {
+                    first.fetch_min(seed, Ordering::Relaxed);
+                    (seed, keep(seed, ex))
+                })
+            })
+            .collect()
+    });
+    found.sort_by_key(|(s, _)| *s);
+    if sw.stop_on_first {
+        found.truncate(1);
+    }
+    found
+}
+
+/// Parses `A..B` (inclusive; `A` alone is one seed).
+pub fn parse_seeds(s: &str) -> Result<(u64, u64), Error> {
+    let bad = || usage(format!("--seeds must be A..B with A <= B (inclusive), got `{s}`"));
+    let (a, b) = match s.split_once("..") {
+        Some((a, b)) => (
+            a.trim().parse().map_err(|_| bad())?,
+            b.trim().parse().map_err(|_| bad())?,
+        ),
+        None => {
+            let x = s.trim().parse().map_err(|_| bad())?;
+            (x, x)
+        }
+    };
+    if a > b {
+        return Err(bad());
+    }
+    Ok((a, b))
+}
+
+/// Parses `I/N` with `I < N`.
+pub fn parse_shard(s: &str) -> Result<(u64, u64), Error> {
+    let bad = || usage(format!("--shard must be I/N with 0 <= I < N, got `{s}`"));
+    let (i, n) = s.split_once('/').ok_or_else(bad)?;
+    let (i, n): (u64, u64) = (
+        i.trim().parse().map_err(|_| bad())?,
+        n.trim().parse().map_err(|_| bad())?,
+    );
+    if n == 0 || i >= n {
+        return Err(bad());
+    }
+    Ok((i, n))
+}
+
+/// Seeds-to-bug: for each failure, how many seeds were tried since the previous one.
+fn gaps(start: u64, failing: &[u64]) -> Vec<u64> {
+    let mut prev = start;
+    failing
+        .iter()
+        .map(|&s| {
+            let g = s - prev + 1;
+            prev = s + 1;
+            g
+        })
+        .collect()
+}
+
+pub fn hunt(a: &HuntArgs) -> Result<i32, Error> {
+    let (lo, hi) = parse_seeds(&a.seeds)?;
+    let (shard_i, shard_n) = a.shard.as_deref().map(parse_shard).transpose()?.unwrap_or((0, 1));
+    if a.jobs == Some(0) {
+        return Err(usage("--jobs must be at least 1"));
+    }
+    let o = Overrides {
+        model: a.model.clone(),
+        variant: a.variant.clone(),
+        threads: a.threads,
+        duration: a.duration,
+        ops: a.ops,
+        ..Overrides::default()
+    };
+    let plan = Plan::new(load_scenario(a.scenario.as_deref(), &o)?, &a.det, ModeArg::Det)?;
+    let seeds: Vec<u64> = (lo..=hi).filter(|s| (s - lo) % shard_n == shard_i).collect();
+    crate::interrupt::install();
+    let started = std::time::Instant::now();
+    let sw = Sweep {
+        seeds: seeds.clone(),
+        jobs: a.jobs,
+        stop_on_first: a.stop_on_first,
+    };
+    let sc = &plan.sc;
+    let hunt_dir = a.results_dir.join(format!(
+        "hunt-{}-{}-{}-s{lo}-{hi}",
+        report::utc_stamp(),
+        sc.name,
+        sc.variant.name
+    ));
+    let save = |seed: u64, mut ex: Executed| -> Result<serde_json::Value, Error> {
+        let p = plan.with_seed(seed);
+        let dir = report::create_run_dir(&hunt_dir, &sc.name, sc.variant.name, seed)?;
+        exec::save_plan(&dir, &p)?;
+        exec::save_result(&dir, &p, &mut ex)?;
+        Ok(json!({
+            "seed": seed,
+            "status": ex.summary.status,
+            "exit_code": ex.code,
+            "invariant": ex.summary.violations.first().map(|v| v.invariant.clone()),
+            "steps": ex.outcome.det.as_ref().map(|d| d.steps),
+            "run_dir": dir.display().to_string(),
+        }))
+    };
+    let found = sweep(
+        &plan,
+        &sw,
+        &|ex| ex.code != exit::CLEAN && ex.code != exit::INTERRUPTED,
+        &save,
+    );
+    let elapsed = started.elapsed().as_secs_f64();
+    let failing = found
+        .into_iter()
+        .map(|(_, r)| r)
+        .collect::<Result<Vec<_>, Error>>()?;
+    let fail_seeds: Vec<u64> = failing
+        .iter()
+        .map(|f| f["seed"].as_u64().expect("seed"))
+        .collect();
+    let tried_until = if a.stop_on_first {
+        fail_seeds.first().copied().unwrap_or(hi)
+    } else {
+        hi
+    };
+    let tried: Vec<u64> = seeds.into_iter().filter(|&s| s <= tried_until).collect();
+    let mut g = gaps(lo, &fail_seeds);
+    g.sort_unstable();
+    let median = g.get(g.len().saturating_sub(1) / 2).copied();
+    let strategy = plan.det.as_ref().map(|d| exec::strategy_label(&d.strategy));
+    match a.format {
+        Format::Json => println!(
+            "{}",
+            exec::to_json(&json!({
+                "scenario": sc.name, "model": sc.model.name, "variant": sc.variant.name,
+                "mode": plan.mode(), "strategy": strategy, "threads": sc.threads, "ops": sc.ops,
+                "seeds": format!("{lo}..{hi}"), "shard": format!("{shard_i}/{shard_n}"),
+                "tried": tried, "failing": failing,
+                "seeds_to_bug": {"median": median, "max": g.last()},
+                "results_dir": hunt_dir.display().to_string(), "elapsed_s": elapsed,
+            }))
+        ),
+        _ => {
+            println!(
+                "hunt {} / {} ({}{}): {} seed(s) tried in {elapsed:.1}s, {} failing",
+                sc.model.name,
+                sc.variant.name,
+                plan.mode(),
+                strategy.map_or(String::new(), |s| format!(" {s}")),
+                tried.len(),
+                failing.len()
+            );
+            if let (Some(m), Some(x)) = (median, g.last()) {
+                println!("  seeds to bug: median {m}, max {x}");
+            }
+            for f in failing.iter().take(10) {
+                println!(
+                    "  seed {}: {} {} → {}",
+                    f["seed"],
+                    f["status"].as_str().unwrap_or(""),
+                    f["invariant"].as_str().unwrap_or(""),
+                    f["run_dir"].as_str().unwrap_or("")
+                );
+            }
+        }
+    }
+    Ok(if failing.is_empty() {
+        exit::CLEAN
+    } else {
+        exit::VIOLATION
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seeds_shards_and_gaps() {
+        assert_eq!(parse_seeds("1..1000").unwrap(), (1, 1000));
+        assert_eq!(parse_seeds("7").unwrap(), (7, 7));
+        assert!(parse_seeds("5..2").is_err());
+        assert!(parse_seeds("a..b").is_err());
+        assert_eq!(parse_shard("1/4").unwrap(), (1, 4));
+        assert!(parse_shard("4/4").is_err());
+        assert!(parse_shard("1/0").is_err());
+        assert_eq!(gaps(1, &[3, 4, 10]), vec![3, 1, 6]);
+    }
+}

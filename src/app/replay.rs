@@ -1,0 +1,208 @@
+//! `kvmtorture replay <run-dir>`: det runs replay exactly from `schedule.json`;
+//! stress runs re-run with the same seed and report how often the failure comes back;
+//! `--det` looks for a det seed that reproduces a stress failure exactly.
+
+use super::exec::{self, ConfigFile, Executed, Plan, ScheduleFile};
+use super::hunt::{self, Sweep};
+use crate::cli::{DetArgs, Format, ModeArg, ReplayArgs, StrategyArg};
+use crate::engine::Observer;
+use crate::error::{exit, usage, Error};
+use crate::report::{self, hex, progress::Silent};
+use crate::scenario::Scenario;
+use serde_json::json;
+use std::path::Path;
+
+pub fn replay(a: &ReplayArgs) -> Result<i32, Error> {
+    let dir = &a.run_dir;
+    exec::check_run_dir(dir)?;
+    if a.times == 0 {
+        return Err(usage("--times must be at least 1"));
+    }
+    if dir.join("schedule.json").is_file() {
+        if a.det {
+            return Err(usage(
+                "--det searches a det reproduction of a *stress* run; this run is already det",
+            ));
+        }
+        return replay_det(dir, a.format);
+    }
+    let cfg: ConfigFile = exec::read_json(dir, "config.json")?;
+    let target: serde_json::Value = exec::read_json(dir, "summary.json")?;
+    let sig = (
+        target["status"].as_str().unwrap_or("").to_string(),
+        target["violations"][0]["invariant"].as_str().map(String::from),
+    );
+    let sc = Scenario::restore(&cfg.scenario)?;
+    if a.det {
+        let results = a.results_dir.clone().unwrap_or_else(|| parent(dir));
+        return search_det(sc, &sig, a.budget, &results, a.format);
+    }
+    replay_stress(sc, cfg.keep_going, &sig, a.times, a.format)
+}
+
+fn parent(dir: &Path) -> std::path::PathBuf {
+    dir.parent().map_or_else(|| ".".into(), Path::to_path_buf)
+}
+
+/// Re-runs the saved schedule and compares exit code and hashes.
+fn replay_det(dir: &Path, format: Format) -> Result<i32, Error> {
+    let saved: ScheduleFile = exec::read_json(dir, "schedule.json")?;
+    let this = env!("CARGO_PKG_VERSION");
+    if saved.kvmtorture_version != this || saved.schedule_format != exec::SCHEDULE_FORMAT {
+        eprintln!(
+            "kvmtorture: warning: schedule written by kvmtorture {} (format {}), replaying with {this} (format {})",
+            saved.kvmtorture_version,
+            saved.schedule_format,
+            exec::SCHEDULE_FORMAT
+        );
+    }
+    let plan = saved.replay_plan()?;
+    let ex = exec::execute(&plan, &|| false, &mut Silent)?;
+    let d = ex.outcome.det.as_ref().expect("det run has a det outcome");
+    let (sh, th) = (hex(d.schedule_hash), hex(d.trace_hash));
+    let matched = ex.code == saved.exit_code && sh == saved.schedule_hash && th == saved.trace_hash;
+    match format {
+        Format::Json => println!(
+            "{}",
+            json!({
+                "run_dir": dir.display().to_string(),
+                "match": matched,
+                "exit_code": ex.code, "expected_exit_code": saved.exit_code,
+                "schedule_hash": sh, "expected_schedule_hash": saved.schedule_hash,
+                "trace_hash": th, "expected_trace_hash": saved.trace_hash,
+                "steps": d.steps, "status": ex.summary.status,
+            })
+        ),
+        _ => {
+            println!(
+                "{}: replayed {} steps → {} (exit {}), schedule {sh}, trace {th}",
+                if matched { "MATCH" } else { "MISMATCH" },
+                d.steps,
+                ex.summary.status,
+                ex.code
+            );
+            if !matched {
+                println!(
+                    "  expected exit {}, schedule {}, trace {}",
+                    saved.exit_code, saved.schedule_hash, saved.trace_hash
+                );
+            }
+        }
+    }
+    Ok(ex.code)
+}
+
+/// Same seed, `times` times: how often does the original failure come back?
+fn replay_stress(
+    sc: Scenario,
+    keep_going: bool,
+    sig: &(String, Option<String>),
+    times: u32,
+    format: Format,
+) -> Result<i32, Error> {
+    let mut plan = Plan::new(sc, &stress_args(), ModeArg::Stress)?;
+    plan.keep_going = keep_going;
+    crate::interrupt::install();
+    let mut hits = 0;
+    let mut last: Option<Executed> = None;
+    for i in 0..times {
+        let ex = exec::execute(
+            &plan,
+            &crate::interrupt::requested,
+            &mut Silent as &mut dyn Observer,
+        )?;
+        if &ex.signature() == sig {
+            hits += 1;
+        }
+        if format == Format::Human {
+            eprintln!("  re-run {}/{times}: {}", i + 1, ex.summary.status);
+        }
+        let stop = ex.code == exit::INTERRUPTED;
+        last = Some(ex);
+        if stop {
+            break;
+        }
+    }
+    let rate = f64::from(hits) / f64::from(times);
+    match format {
+        Format::Json => println!(
+            "{}",
+            json!({"target_status": sig.0, "target_invariant": sig.1, "times": times, "reproduced": hits, "rate": rate})
+        ),
+        _ => println!(
+            "reproduced {hits}/{times} ({:.0}%) of {}{} with seed {}",
+            rate * 100.0,
+            sig.0,
+            sig.1.as_ref().map_or(String::new(), |i| format!(" ({i})")),
+            plan.sc.seed
+        ),
+    }
+    // The rerun's code tells whether the failure came back.
+    Ok(if hits > 0 {
+        exec::exit_code_of_status(&sig.0)
+    } else {
+        last.map_or(exit::CLEAN, |e| e.code)
+    })
+}
+
+fn stress_args() -> DetArgs {
+    DetArgs {
+        mode: Some(ModeArg::Stress),
+        strategy: StrategyArg::Pct,
+        pct_depth: 3,
+        pct_steps: None,
+        switch_prob: 0.05,
+        max_idle_steps: 1_000_000,
+    }
+}
+
+/// Tries det seeds 1..=budget of the same configuration (PCT, then random) for a run
+/// that fails with the same status and invariant; saves the first one found.
+fn search_det(
+    sc: Scenario,
+    sig: &(String, Option<String>),
+    budget: u64,
+    results: &Path,
+    format: Format,
+) -> Result<i32, Error> {
+    let mut args = stress_args();
+    args.mode = Some(ModeArg::Det);
+    for strategy in [StrategyArg::Random, StrategyArg::Pct] {
+        args.strategy = strategy;
+        let plan = Plan::new(sc.clone(), &args, ModeArg::Det)?;
+        let sweep = Sweep {
+            seeds: (1..=budget).collect(),
+            jobs: None,
+            stop_on_first: true,
+        };
+        let found = hunt::sweep(&plan, &sweep, &|ex| &ex.signature() == sig, &|_, ex| ex);
+        if let Some((seed, mut ex)) = found.into_iter().next() {
+            let p = plan.with_seed(seed);
+            let dir = report::create_run_dir(results, &p.sc.name, p.sc.variant.name, seed)?;
+            exec::save_plan(&dir, &p)?;
+            exec::save_result(&dir, &p, &mut ex)?;
+            match format {
+                Format::Json => println!(
+                    "{}",
+                    json!({"found": true, "seed": seed, "strategy": exec::strategy_label(&p.det.as_ref().expect("det").strategy), "run_dir": dir.display().to_string()})
+                ),
+                _ => println!(
+                    "det reproduction: seed {seed} ({}) fails with {} → {}\n  replay: kvmtorture replay {}",
+                    exec::strategy_label(&p.det.as_ref().expect("det").strategy),
+                    sig.1.as_deref().unwrap_or(&sig.0),
+                    dir.display(),
+                    dir.display()
+                ),
+            }
+            return Ok(ex.code);
+        }
+    }
+    match format {
+        Format::Json => println!("{}", json!({"found": false, "budget": budget})),
+        _ => println!(
+            "no det seed in 1..={budget} reproduces {}",
+            sig.1.as_deref().unwrap_or(&sig.0)
+        ),
+    }
+    Ok(exit::CLEAN)
+}

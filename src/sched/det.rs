@@ -1,0 +1,409 @@
+//! Deterministic mode: real threads, one baton.
+//!
+//! Every worker is a real OS thread running the same model code as in stress mode,
+//! but only the thread holding the baton runs. At each [`point`](super::point) the
+//! holder records the step in the trace and asks the [`Strategy`] who runs next; if it
+//! is another thread the baton moves (a std `Mutex` + one `Condvar` per thread: that
+//! is harness, not model) and the holder sleeps until it comes back. Nothing here
+//! reads a clock, a thread id or a hash map, so the same strategy and seed give the
+//! same schedule and a byte-identical trace.
+//!
+//! A failed wait ([`Backoff::spin`](super::Backoff::spin)) marks its thread *blocked*:
+//! it cannot make progress until another thread changes something — unless some
+//! thread made progress since its previous failed wait: then the failure may come
+//! from a stale read (switched out between the load and the CAS of a `try_lock`,
+//! while the holder released), so it retries once more instead. A point comes
+//! *before* the access it guards, so a thread's effects after a non-spin point are
+//! only done when it reaches its next point (or exits): that is when every blocked
+//! mark is cleared. A point named `*.load` guards a read, which changes nothing: it
+//! does not count (else a waiter polling through the atomics facade between its
+//! spins would look like progress and keep every other waiter busy re-checking).
+//! All live threads blocked is a deadlock; no op
+//! completed within `max_idle_steps` is a livelock. Either ends the run: every thread
+//! is woken and unwinds out of its op with an [`Abort`] payload.
+
+use super::strategy::{default_choice, Choice, Decision, Strategy, StrategySpec};
+use super::Site;
+use crate::rng::{Rng, Stream};
+use std::collections::VecDeque;
+use std::panic::Location;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+
+/// Steps kept for the interleaving (the full trace is only hashed).
+pub const TRACE_TAIL: usize = 20_000;
+
+/// Unwinding payload that ends every worker of a hung det run.
+pub struct Abort;
+
+/// Why a det run was stopped by its scheduler.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hang {
+    /// Every live thread was waiting for another.
+    Deadlock,
+    /// Threads kept taking steps, but no op completed within the step budget.
+    Livelock,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ThreadStatus {
+    Runnable,
+    Blocked,
+    Done,
+}
+
+/// One thread as the scheduler last saw it.
+#[derive(Debug, Clone)]
+pub struct ThreadState {
+    pub status: ThreadStatus,
+    pub last_site: Option<(&'static str, &'static Location<'static>)>,
+    pub op: Option<&'static str>,
+}
+
+/// One recorded scheduling point.
+#[derive(Debug, Clone, Copy)]
+pub struct Step {
+    pub step: u64,
+    pub thread: usize,
+    pub site: &'static str,
+    /// Source line of the point (shown, not hashed: the trace survives line moves).
+    pub loc: &'static Location<'static>,
+    pub op: Option<&'static str>,
+    pub spin: bool,
+}
+
+/// What a det run's scheduler produced.
+#[derive(Debug, Clone)]
+pub struct DetOutcome {
+    pub steps: u64,
+    pub switches: u64,
+    pub preemptions: u64,
+    pub decisions: Vec<Decision>,
+    pub schedule_hash: u64,
+    pub trace_hash: u64,
+    pub hang: Option<Hang>,
+    pub threads: Vec<ThreadState>,
+    /// The last [`TRACE_TAIL`] steps.
+    pub tail: Vec<Step>,
+}
+
+/// FNV-1a, 64 bit: stable across platforms and versions (std's hasher is not).
+#[derive(Debug, Clone, Copy)]
+pub struct Fnv(pub u64);
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Fnv {
+    pub fn bytes(&mut self, b: &[u8]) {
+        for &x in b {
+            self.0 = (self.0 ^ u64::from(x)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    pub fn u64(&mut self, v: u64) {
+        self.bytes(&v.to_le_bytes());
+    }
+}
+
+/// The hash of a decision list: what `schedule_hash` reports.
+pub fn schedule_hash(d: &[Decision], steps: u64) -> u64 {
+    let mut h = Fnv::default();
+    for x in d {
+        h.u64(x.step);
+        h.u64(x.thread as u64);
+    }
+    h.u64(steps);
+    h.0
+}
+
+struct State {
+    running: usize,
+    threads: Vec<ThreadState>,
+    blocked: usize,
+    /// Per thread: it may have changed shared state since its last point (its last
+    /// point was not a spin, or it has just started).
+    effects: Vec<bool>,
+    /// Counts completed effects (any thread's): progress that a waiter may not have
+    /// seen yet.
+    epoch: u64,
+    /// Per thread: the epoch at its last failed wait.
+    spin_epoch: Vec<u64>,
+    strategy: Strategy,
+    step: u64,
+    idle: u64,
+    max_idle: u64,
+    switches: u64,
+    preemptions: u64,
+    decisions: Vec<Decision>,
+    trace: Fnv,
+    tail: VecDeque<Step>,
+    hang: Option<Hang>,
+    runnable: Vec<usize>,
+}
+
+impl State {
+    /// Picks who runs after step `self.step`; `None` if nobody can.
+    fn choose(&mut self, current: Option<usize>) -> Option<usize> {
+        self.runnable.clear();
+        let live = self
+            .threads
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| t.status == ThreadStatus::Runnable);
+        self.runnable.extend(live.map(|(i, _)| i));
+        if self.runnable.is_empty() {
+            return None;
+        }
+        let c = Choice {
+            step: self.step,
+            current,
+            runnable: &self.runnable,
+        };
+        let next = self.strategy.choose(&c);
+        if next != default_choice(&c) {
+            self.decisions.push(Decision {
+                step: self.step,
+                thread: next,
+            });
+        }
+        Some(next)
+    }
+
+    fn record(&mut self, thread: usize, site: &Site, spin: bool) {
+        self.step += 1;
+        self.idle += 1;
+        self.trace.u64(self.step);
+        self.trace.u64(thread as u64);
+        self.trace.bytes(site.name.as_bytes());
+        self.trace.bytes(&[u8::from(spin)]);
+        if self.tail.len() == TRACE_TAIL {
+            self.tail.pop_front();
+        }
+        let t = &mut self.threads[thread];
+        t.last_site = Some((site.name, site.loc));
+        self.tail.push_back(Step {
+            step: self.step,
+            thread,
+            site: site.name,
+            loc: site.loc,
+            op: t.op,
+            spin,
+        });
+    }
+
+    /// A thread's effects are complete: every waiter may re-check.
+    fn progress(&mut self) {
+        self.epoch += 1;
+        self.clear_blocked();
+    }
+
+    fn clear_blocked(&mut self) {
+        if self.blocked > 0 {
+            for t in &mut self.threads {
+                if t.status == ThreadStatus::Blocked {
+                    t.status = ThreadStatus::Runnable;
+                }
+            }
+            self.blocked = 0;
+        }
+    }
+
+    fn live(&self) -> bool {
+        self.threads.iter().any(|t| t.status != ThreadStatus::Done)
+    }
+}
+
+/// The scheduler shared by the workers of one det run.
+pub struct Det {
+    state: Mutex<State>,
+    turn: Vec<Condvar>,
+    /// The step counter, readable without the lock (flight-recorder timestamps).
+    steps: Arc<AtomicU64>,
+}
+
+impl Det {
+    pub fn new(threads: usize, seed: u64, spec: &StrategySpec, max_idle_steps: u64) -> Self {
+        let mut st = State {
+            running: 0,
+            threads: vec![
+                ThreadState {
+                    status: ThreadStatus::Runnable,
+                    last_site: None,
+                    op: None,
+                };
+                threads
+            ],
+            blocked: 0,
+            effects: vec![true; threads],
+            epoch: 0,
+            spin_epoch: vec![u64::MAX; threads],
+            strategy: Strategy::new(spec, threads, Rng::stream(seed, Stream::Schedule, 0)),
+            step: 0,
+            idle: 0,
+            max_idle: max_idle_steps,
+            switches: 0,
+            preemptions: 0,
+            decisions: Vec::new(),
+            trace: Fnv::default(),
+            tail: VecDeque::new(),
+            hang: None,
+            runnable: Vec::with_capacity(threads),
+        };
+        st.running = st.choose(None).unwrap_or(0);
+        Det {
+            state: Mutex::new(st),
+            turn: (0..threads).map(|_| Condvar::new()).collect(),
+            steps: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The step counter, for timestamps.
+    pub fn clock(&self) -> Arc<AtomicU64> {
+        Arc::clone(&self.steps)
+    }
+
+    /// A worker's first act: wait for the baton.
+    pub fn attach(&self, me: usize) {
+        let s = self.lock();
+        self.wait_turn(s, me);
+    }
+
+    /// A scheduling point of thread `me`; `spin` for a failed wait.
+    pub fn step(&self, me: usize, site: &Site, spin: bool) {
+        let mut s = self.lock();
+        if s.hang.is_some() {
+            drop(s);
+            return abort();
+        }
+        debug_assert_eq!(s.running, me, "only the baton holder runs");
+        s.record(me, site, spin);
+        self.steps.store(s.step, Ordering::Relaxed);
+        if s.effects[me] {
+            s.progress();
+        }
+        s.effects[me] = !spin && !site.name.ends_with(".load");
+        if spin {
+            if s.spin_epoch[me] == s.epoch {
+                s.threads[me].status = ThreadStatus::Blocked;
+                s.blocked += 1;
+            }
+            s.spin_epoch[me] = s.epoch;
+        }
+        if s.idle > s.max_idle {
+            return self.hang(s, Hang::Livelock);
+        }
+        match s.choose(Some(me)) {
+            None => self.hang(s, Hang::Deadlock),
+            Some(next) if next == me => {}
+            Some(next) => {
+                self.switch(&mut s, me, next);
+                self.wait_turn(s, me);
+            }
+        }
+    }
+
+    /// Thread `me` is inside op `op` (or between ops with `None`); an op end resets
+    /// the livelock budget.
+    pub fn op(&self, me: usize, op: Option<&'static str>) {
+        let mut s = self.lock();
+        if op.is_none() {
+            s.idle = 0;
+        }
+        s.threads[me].op = op;
+    }
+
+    /// Thread `me` is done for good: the baton moves on.
+    pub fn exit(&self, me: usize) {
+        let mut s = self.lock();
+        if s.hang.is_some() {
+            // Keep every thread's state as it was when the run hung.
+            return;
+        }
+        s.threads[me].status = ThreadStatus::Done;
+        // What it did since its last point is done now.
+        s.progress();
+        match s.choose(Some(me)) {
+            Some(next) => self.switch(&mut s, me, next),
+            None if s.live() => {
+                s.hang = Some(Hang::Deadlock);
+                self.wake_all();
+            }
+            None => {}
+        }
+    }
+
+    fn switch(&self, s: &mut State, me: usize, next: usize) {
+        s.switches += 1;
+        if s.threads[me].status == ThreadStatus::Runnable {
+            s.preemptions += 1;
+        }
+        s.running = next;
+        self.turn[next].notify_one();
+    }
+
+    fn wait_turn(&self, mut s: MutexGuard<'_, State>, me: usize) {
+        while s.running != me && s.hang.is_none() {
+            s = self.turn[me].wait(s).unwrap_or_else(|e| e.into_inner());
+        }
+        if s.hang.is_some() {
+            drop(s);
+            abort();
+        }
+    }
+
+    fn hang(&self, mut s: MutexGuard<'_, State>, why: Hang) {
+        s.hang = Some(why);
+        drop(s);
+        self.wake_all();
+        abort();
+    }
+
+    fn wake_all(&self) {
+        for c in &self.turn {
+            c.notify_all();
+        }
+    }
+
+    /// True once the scheduler declared a hang.
+    pub fn hung(&self) -> bool {
+        self.lock().hang.is_some()
+    }
+
+    /// The run's schedule, hashes and thread states (after the workers are gone).
+    pub fn outcome(&self) -> DetOutcome {
+        let s = self.lock();
+        DetOutcome {
+            steps: s.step,
+            switches: s.switches,
+            preemptions: s.preemptions,
+            schedule_hash: schedule_hash(&s.decisions, s.step),
+            decisions: s.decisions.clone(),
+            trace_hash: s.trace.0,
+            hang: s.hang,
+            threads: s.threads.clone(),
+            tail: s.tail.iter().copied().collect(),
+        }
+    }
+}
+
+/// Leaves the current op by unwinding, unless already unwinding (a guard's drop
+/// reaching a point), where it returns and lets the unwind finish.
+fn abort() {
+    if !std::thread::panicking() {
+        std::panic::resume_unwind(Box::new(Abort));
+    }
+}
+
+/// A worker's link to its scheduler, installed as its [`Mode`](super::Mode).
+pub struct Handle {
+    pub det: Arc<Det>,
+    pub idx: usize,
+}

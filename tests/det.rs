@@ -1,0 +1,249 @@
+//! Deterministic mode end to end: exact replay, distinct schedules per seed, hunts,
+//! shrinking, hang detection and bad input.
+
+mod common;
+use common::{kt, outcome, run_dir, summary};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use tempfile::TempDir;
+
+const BUGGY: &[&str] = &[
+    "run",
+    "hpt-buggy",
+    "--mode",
+    "det",
+    "--strategy",
+    "random",
+    "--threads",
+    "3",
+];
+
+fn det_run(dir: &TempDir, extra: &[&str]) -> (i32, PathBuf) {
+    let mut args = BUGGY.to_vec();
+    args.extend_from_slice(extra);
+    let (code, _, err) = outcome(kt(dir, &args));
+    assert!(code == 0 || code == 1, "exit {code}: {err}");
+    (code, run_dir(dir))
+}
+
+fn json(c: assert_cmd::Command) -> (i32, Value) {
+    let (code, out, err) = outcome(c);
+    let v = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out} {err}"));
+    (code, v)
+}
+
+fn replay(run: &Path) -> (i32, Value) {
+    let dir = TempDir::new().unwrap();
+    json(kt(&dir, &["replay", run.to_str().unwrap(), "--format", "json"]))
+}
+
+#[test]
+fn a_failing_det_run_replays_exactly_twice() {
+    let dir = TempDir::new().unwrap();
+    let (code, run) = det_run(&dir, &["--seed", "5"]);
+    assert_eq!(code, 1, "buggy det run must fail");
+    let s = summary(&run);
+    assert!(run.join("schedule.json").is_file());
+    let (c1, r1) = replay(&run);
+    let (c2, r2) = replay(&run);
+    for (c, r) in [(c1, &r1), (c2, &r2)] {
+        assert_eq!(c, 1);
+        assert_eq!(r["match"], true, "{r}");
+        assert_eq!(r["schedule_hash"], s["schedule_hash"]);
+        assert_eq!(r["trace_hash"], s["trace_hash"]);
+    }
+}
+
+#[test]
+fn same_seed_same_trace_other_seed_other_schedule() {
+    let hashes = |seed: &str| {
+        let dir = TempDir::new().unwrap();
+        let (_, run) = det_run(&dir, &["--seed", seed, "--ops", "30"]);
+        let s = summary(&run);
+        (
+            s["schedule_hash"].clone(),
+            s["trace_hash"].clone(),
+            s["steps"].clone(),
+        )
+    };
+    let a = hashes("11");
+    assert_eq!(a, hashes("11"), "same seed, same schedule and trace");
+    let b = hashes("12");
+    assert_ne!(a.0, b.0, "another seed, another schedule");
+}
+
+#[test]
+fn shrink_reduces_the_schedule_and_the_result_reproduces() {
+    let dir = TempDir::new().unwrap();
+    let (code, run) = det_run(&dir, &["--seed", "5"]);
+    assert_eq!(code, 1);
+    let (code, out) = json(kt(&dir, &["shrink", run.to_str().unwrap(), "--format", "json"]));
+    assert_eq!(code, 1, "{out}");
+    let (b, a) = (&out["before"], &out["after"]);
+    assert!(a["steps"].as_u64() < b["steps"].as_u64(), "{out}");
+    assert!(a["preemptions"].as_u64() <= b["preemptions"].as_u64(), "{out}");
+    let shrunk = run.join("shrunk");
+    let text = std::fs::read_to_string(shrunk.join("interleaving.txt")).unwrap();
+    assert!(text.contains("| thread 1"), "{text}");
+    let (c, r) = replay(&shrunk);
+    assert_eq!((c, &r["match"]), (1, &Value::Bool(true)), "{r}");
+}
+
+#[test]
+fn deadlock_and_livelock_models_exit_3() {
+    for variant in ["deadlock", "livelock"] {
+        let dir = TempDir::new().unwrap();
+        let args = [
+            "run",
+            "--model",
+            "testing",
+            "--variant",
+            variant,
+            "--threads",
+            "2",
+            "--mode",
+            "det",
+            "--strategy",
+            "random",
+            "--ops",
+            "50",
+            "--max-idle-steps",
+            "5000",
+        ];
+        let (code, _, err) = outcome(kt(&dir, &args));
+        assert_eq!(code, 3, "{variant}: {err}");
+        let run = run_dir(&dir);
+        let s = summary(&run);
+        assert_eq!(s["status"], variant);
+        assert_eq!(s["threads_at_hang"].as_array().unwrap().len(), 2, "{s}");
+        let report = std::fs::read_to_string(run.join("report.txt")).unwrap();
+        assert!(report.contains(&variant.to_uppercase()), "{report}");
+    }
+}
+
+#[test]
+fn testing_model_is_not_listed() {
+    let dir = TempDir::new().unwrap();
+    let (_, out, _) = outcome(kt(&dir, &["list"]));
+    assert!(!out.contains("testing"), "{out}");
+}
+
+#[test]
+fn hunt_finds_the_race_lists_seeds_and_shards() {
+    let dir = TempDir::new().unwrap();
+    let res = dir.path().to_str().unwrap();
+    let args = [
+        "hunt",
+        "hpt-buggy",
+        "--strategy",
+        "random",
+        "--threads",
+        "3",
+        "--ops",
+        "50",
+        "--seeds",
+        "1..12",
+        "--shard",
+        "1/3",
+        "--format",
+        "json",
+        "--results-dir",
+        res,
+    ];
+    let (code, v) = json(kt(&dir, &args));
+    assert_eq!(code, 1, "{v}");
+    let tried: Vec<u64> = v["tried"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap())
+        .collect();
+    assert_eq!(tried, vec![2, 5, 8, 11]);
+    let failing = v["failing"].as_array().unwrap();
+    assert!(!failing.is_empty());
+    for f in failing {
+        assert!(Path::new(f["run_dir"].as_str().unwrap())
+            .join("schedule.json")
+            .is_file());
+    }
+    let clean = [
+        "hunt",
+        "hpt-fixed",
+        "--threads",
+        "1",
+        "--ops",
+        "20",
+        "--seeds",
+        "1..4",
+        "--results-dir",
+        res,
+    ];
+    let (code, _, err) = outcome(kt(&dir, &clean));
+    assert_eq!(code, 0, "{err}");
+}
+
+#[test]
+fn stress_replay_reports_a_rate() {
+    let dir = TempDir::new().unwrap();
+    let args = [
+        "run",
+        "--model",
+        "hpt",
+        "--variant",
+        "fixed",
+        "--threads",
+        "2",
+        "--ops",
+        "50",
+        "--seed",
+        "3",
+    ];
+    let (code, _, err) = outcome(kt(&dir, &args));
+    assert_eq!(code, 0, "{err}");
+    let run = run_dir(&dir);
+    let (code, v) = json(kt(
+        &dir,
+        &[
+            "replay",
+            run.to_str().unwrap(),
+            "--times",
+            "2",
+            "--format",
+            "json",
+        ],
+    ));
+    assert_eq!(code, 0);
+    assert_eq!(v["times"], 2);
+    assert_eq!(v["reproduced"], 2, "{v}");
+}
+
+#[test]
+fn bad_input_exits_2_naming_the_problem() {
+    let dir = TempDir::new().unwrap();
+    let empty = dir.path().to_str().unwrap();
+    let cases: &[(&[&str], &str)] = &[
+        (&["run", "--mode", "det", "--strategy", "bogus"], "bogus"),
+        (&["hunt", "hpt-buggy", "--seeds", "5..2"], "--seeds"),
+        (
+            &["hunt", "hpt-buggy", "--seeds", "1..4", "--shard", "3/2"],
+            "--shard",
+        ),
+        (&["replay", empty], "summary.json"),
+        (&["shrink", empty], "summary.json"),
+        (&["run", "--mode", "det", "--pct-depth", "0"], "--pct-depth"),
+    ];
+    for (args, needle) in cases {
+        let (code, _, err) = outcome(kt(&dir, args));
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+    // A stress run cannot be shrunk.
+    let (_, _, _) = outcome(kt(
+        &dir,
+        &["run", "--model", "hpt", "--threads", "1", "--ops", "5"],
+    ));
+    let run = run_dir(&dir);
+    let (code, _, err) = outcome(kt(&dir, &["shrink", run.to_str().unwrap()]));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("not a det run"), "{err}");
+}
