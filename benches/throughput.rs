@@ -4,7 +4,10 @@
 //! at 2 and 16 threads, with delay injection off (`--delay-prob 0`) and on (0.01),
 //! and with the per-op invariant checks on and off (`[params] checks = false`), each
 //! configuration `RUNS` times for `SECS` seconds, and prints the median ops/s and the
-//! ratios. Medians, because these 2-core machines are noisy.
+//! ratios. Then det mode: scheduling points/s without a switch (one worker), switches/s
+//! (two workers switching at every point), and det vs stress ops/s at 8 workers for
+//! the fixed variant of every model `list` reports. Medians, because these 2-core
+//! machines are noisy.
 //! Environment: `BENCH_SECS` (default 3), `BENCH_RUNS` (default 3).
 
 use std::process::Command;
@@ -14,6 +17,97 @@ fn env_or(key: &str, default: u64) -> u64 {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
+}
+
+/// `kvmtorture run ARGS --quiet --format json` → its summary.
+fn run_json(args: &[&str], scratch: &std::path::Path) -> serde_json::Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_kvmtorture"))
+        .args(["run", "--quiet", "--format", "json", "--results-dir"])
+        .arg(scratch)
+        .args(args)
+        .output()
+        .expect("run kvmtorture");
+    assert!(
+        out.status.success(),
+        "bench run {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("json summary")
+}
+
+/// Median of `runs` evaluations of `f`.
+fn median_of(runs: u64, mut f: impl FnMut() -> f64) -> f64 {
+    median((0..runs).map(|_| f()).collect())
+}
+
+/// The det-mode rows: scheduler cost, and det vs stress per model.
+fn det_section(runs: u64, secs: u64, scratch: &std::path::Path) {
+    let per_s =
+        |v: &serde_json::Value, key: &str| v[key].as_f64().unwrap() / v["duration_s"].as_f64().unwrap();
+    let points = median_of(runs, || {
+        let v = run_json(
+            &[
+                "--model",
+                "hpt",
+                "--mode",
+                "det",
+                "--threads",
+                "1",
+                "--ops",
+                "20000",
+            ],
+            scratch,
+        );
+        per_s(&v, "steps")
+    });
+    let switches = median_of(runs, || {
+        let args = [
+            "--model",
+            "hpt",
+            "--mode",
+            "det",
+            "--threads",
+            "2",
+            "--ops",
+            "2000",
+        ];
+        let v = run_json(
+            &[&args[..], &["--strategy", "random", "--switch-prob", "1"]].concat(),
+            scratch,
+        );
+        per_s(&v, "switches")
+    });
+    println!("\ndet scheduler (hpt fixed, median of {runs}):");
+    println!("| measure | per second |\n|---|---:|");
+    println!("| scheduling points, 1 worker (no switch) | {points:.0} |");
+    println!("| switches, 2 workers, random --switch-prob 1 | {switches:.0} |");
+    println!("\ndet vs stress, fixed variants, 8 workers (ops/s, median of {runs}):");
+    println!("| model | stress | det random | det pct | stress / det random |\n|---|---:|---:|---:|---:|");
+    let list = Command::new(env!("CARGO_BIN_EXE_kvmtorture"))
+        .args(["list", "--format", "json"])
+        .output()
+        .expect("list");
+    let list: serde_json::Value = serde_json::from_slice(&list.stdout).expect("list json");
+    for m in list["models"].as_array().unwrap() {
+        let model = m["name"].as_str().unwrap();
+        let base = ["--model", model, "--variant", "fixed", "--threads", "8"];
+        let ops = |v: &serde_json::Value| v["ops_per_s"].as_f64().unwrap();
+        let dur = format!("{secs}s");
+        let stress = median_of(runs, || {
+            ops(&run_json(&[&base[..], &["--duration", &dur]].concat(), scratch))
+        });
+        let det = |strategy: &str| {
+            median_of(runs, || {
+                let args = ["--mode", "det", "--strategy", strategy, "--ops", "500"];
+                ops(&run_json(&[&base[..], &args].concat(), scratch))
+            })
+        };
+        let (random, pct) = (det("random"), det("pct"));
+        println!(
+            "| {model} | {stress:.0} | {random:.0} | {pct:.0} | {:.1}x |",
+            stress / random
+        );
+    }
 }
 
 /// One run's ops/s.
@@ -97,4 +191,5 @@ fn main() {
         "  16 vs 2 threads (no injection, checks on): {:.2}x",
         get((16, 0.0, true)) / get((2, 0.0, true))
     );
+    det_section(runs, secs, scratch.path());
 }
