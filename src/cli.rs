@@ -29,6 +29,8 @@ pub enum Command {
     Hunt(Box<HuntArgs>),
     /// Minimise a failing det run: fewer preemptions, ops and threads.
     Shrink(ShrinkArgs),
+    /// Check the harness itself: every buggy variant caught, every clean one clean.
+    Validate(Box<ValidateArgs>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -73,6 +75,29 @@ pub enum Format {
     Human,
     Json,
     Ktap,
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// Only this model's variants (default: every model).
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Stress-mode budget per variant.
+    #[arg(long, value_parser = duration::parse, default_value = "3s")]
+    pub duration: Duration,
+    /// Ops per worker (det mode's budget; in stress mode whichever comes first).
+    #[arg(long)]
+    pub ops: Option<u64>,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Clean variants must also have entered every race window (use long durations).
+    #[arg(long)]
+    pub coverage: bool,
+    /// Where the run directories of unexpected outcomes go.
+    #[arg(long, default_value = "results")]
+    pub results_dir: PathBuf,
+    #[command(flatten)]
+    pub det: DetArgs,
 }
 
 #[derive(Debug, Args)]

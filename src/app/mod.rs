@@ -7,6 +7,7 @@ mod list;
 mod replay;
 mod run;
 mod shrink;
+mod validate;
 
 use crate::cli::{Cli, Command};
 use crate::error::Error;
@@ -19,5 +20,6 @@ pub fn dispatch(cli: Cli) -> Result<i32, Error> {
         Command::Replay(a) => replay::replay(&a),
         Command::Hunt(a) => hunt::hunt(&a),
         Command::Shrink(a) => shrink::shrink(&a),
+        Command::Validate(a) => validate::validate(&a),
     }
 }
