@@ -247,3 +247,35 @@ fn bad_input_exits_2_naming_the_problem() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("not a det run"), "{err}");
 }
+
+/// Regression: a decision taken at a thread's exit shares its step number with the
+/// thread's last point; keyed by step, replay applied it one decision early and
+/// diverged (this run: clean originally, a violation when replayed).
+#[test]
+fn replay_is_exact_when_threads_exit_at_a_decision() {
+    let dir = TempDir::new().unwrap();
+    let args = common::words(
+        "run --model pfncache --variant deactivate-race --mode det --strategy pct --threads 8 --ops 100 --seed 7",
+    );
+    let (code, _, err) = outcome(kt(&dir, &args));
+    assert!(code == 0 || code == 1, "{err}");
+    let run = run_dir(&dir);
+    let s = summary(&run);
+    let (c, r) = replay(&run);
+    assert_eq!(c, code);
+    assert_eq!(r["match"], true, "{r}");
+    assert_eq!(r["trace_hash"], s["trace_hash"]);
+}
+
+/// Regression: `cond_resched()` in `hva_to_pfn_retry` is a yield, not a failed wait;
+/// as a wait, the refresh holding `refresh_lock` was marked blocked although its next
+/// round would succeed, and the run ended in a false deadlock.
+#[test]
+fn a_retry_loop_yield_is_not_a_deadlock() {
+    let dir = TempDir::new().unwrap();
+    let args = common::words(
+        "run --model pfncache --variant fixed --mode det --strategy random --threads 4 --ops 100 --seed 3",
+    );
+    let (code, out, err) = outcome(kt(&dir, &args));
+    assert_eq!(code, 0, "{out}{err}");
+}

@@ -21,7 +21,7 @@ pub const DET_QUIESCENT_EVERY_OPS: u64 = 16;
 /// PCT's step estimate per op when `--pct-steps` is not given (measured on hpt).
 pub const PCT_STEPS_PER_OP: u64 = 64;
 /// Version of the `schedule.json` format: bump when its meaning changes.
-pub const SCHEDULE_FORMAT: u32 = 1;
+pub const SCHEDULE_FORMAT: u32 = 2;
 
 /// A validated run: the scenario and, for det mode, the scheduler.
 #[derive(Debug, Clone)]

@@ -7,6 +7,9 @@
 //! the moment one fails.
 
 pub mod hpt;
+pub mod mem;
+pub mod notifier;
+pub mod pfncache;
 pub mod testing;
 
 use crate::engine::OpCtx;
@@ -112,7 +115,7 @@ impl ModelInfo {
 
 /// Every model kvmtorture knows.
 pub fn registry() -> &'static [&'static ModelInfo] {
-    static MODELS: &[&ModelInfo] = &[&hpt::INFO];
+    static MODELS: &[&ModelInfo] = &[&hpt::INFO, &pfncache::INFO];
     MODELS
 }
 

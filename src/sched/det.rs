@@ -9,10 +9,13 @@
 //! same schedule and a byte-identical trace.
 //!
 //! A failed wait ([`Backoff::spin`](super::Backoff::spin)) marks its thread *blocked*:
-//! it cannot make progress until another thread changes something — unless some
+//! it cannot make progress until another thread changes something — unless another
 //! thread made progress since its previous failed wait: then the failure may come
 //! from a stale read (switched out between the load and the CAS of a `try_lock`,
-//! while the holder released), so it retries once more instead. A point comes
+//! while the holder released), so it retries once more instead. Its own effects do
+//! not count: a retry loop that unlocks, works and relocks each round (the gpc's
+//! `hva_to_pfn_retry` waiting out an invalidation) would otherwise never block, and a
+//! strict-priority strategy would never run the thread it waits for. A point comes
 //! *before* the access it guards, so a thread's effects after a non-spin point are
 //! only done when it reaches its next point (or exits): that is when every blocked
 //! mark is cleared. A point named `*.load` guards a read, which changes nothing: it
@@ -58,6 +61,21 @@ pub struct ThreadState {
     pub status: ThreadStatus,
     pub last_site: Option<(&'static str, &'static Location<'static>)>,
     pub op: Option<&'static str>,
+}
+
+/// What a thread reports at a scheduling point.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Point {
+    /// Another thread may run here.
+    Plain,
+    /// A failed wait: the thread needs another thread to act first.
+    Wait,
+    /// `cond_resched()`: the thread waits for nothing in particular but lets every
+    /// other runnable thread go first. Treating it as a [`Point::Wait`] would declare
+    /// a false deadlock (its next attempt may well succeed); as a plain point, a
+    /// strict-priority strategy would let a retry loop starve the very thread it waits
+    /// out (the gpc refresh looping while an invalidation is in flight).
+    Yield,
 }
 
 /// One recorded scheduling point.
@@ -113,7 +131,7 @@ impl Fnv {
 pub fn schedule_hash(d: &[Decision], steps: u64) -> u64 {
     let mut h = Fnv::default();
     for x in d {
-        h.u64(x.step);
+        h.u64(x.choice);
         h.u64(x.thread as u64);
     }
     h.u64(steps);
@@ -130,8 +148,14 @@ struct State {
     /// Counts completed effects (any thread's): progress that a waiter may not have
     /// seen yet.
     epoch: u64,
-    /// Per thread: the epoch at its last failed wait.
+    /// Per thread: how many of those effects were its own.
+    own_effects: Vec<u64>,
+    /// Per thread: the other threads' effects (`epoch - own_effects`) at its last
+    /// failed wait.
     spin_epoch: Vec<u64>,
+    /// Per thread: yielded, and no other thread has stepped since.
+    yielding: Vec<bool>,
+    yielders: usize,
     strategy: Strategy,
     step: u64,
     idle: u64,
@@ -139,6 +163,8 @@ struct State {
     switches: u64,
     preemptions: u64,
     decisions: Vec<Decision>,
+    /// Scheduling decisions taken so far (the key of [`Decision`]).
+    choices: u64,
     trace: Fnv,
     tail: VecDeque<Step>,
     hang: Option<Hang>,
@@ -158,7 +184,12 @@ impl State {
         if self.runnable.is_empty() {
             return None;
         }
+        if self.yielders > 0 && self.runnable.iter().any(|&t| !self.yielding[t]) {
+            let yielding = &self.yielding;
+            self.runnable.retain(|&t| !yielding[t]);
+        }
         let c = Choice {
+            index: self.choices,
             step: self.step,
             current,
             runnable: &self.runnable,
@@ -166,10 +197,11 @@ impl State {
         let next = self.strategy.choose(&c);
         if next != default_choice(&c) {
             self.decisions.push(Decision {
-                step: self.step,
+                choice: self.choices,
                 thread: next,
             });
         }
+        self.choices += 1;
         Some(next)
     }
 
@@ -195,10 +227,21 @@ impl State {
         });
     }
 
-    /// A thread's effects are complete: every waiter may re-check.
-    fn progress(&mut self) {
+    /// Thread `by`'s effects are complete: every waiter may re-check.
+    fn progress(&mut self, by: usize) {
         self.epoch += 1;
+        self.own_effects[by] += 1;
         self.clear_blocked();
+    }
+
+    /// Thread `me` stepped: every other thread's yield has been honoured.
+    fn end_yields_except(&mut self, me: usize) {
+        for (t, y) in self.yielding.iter_mut().enumerate() {
+            if *y && t != me {
+                *y = false;
+                self.yielders -= 1;
+            }
+        }
     }
 
     fn clear_blocked(&mut self) {
@@ -240,7 +283,10 @@ impl Det {
             blocked: 0,
             effects: vec![true; threads],
             epoch: 0,
+            own_effects: vec![0; threads],
             spin_epoch: vec![u64::MAX; threads],
+            yielding: vec![false; threads],
+            yielders: 0,
             strategy: Strategy::new(spec, threads, Rng::stream(seed, Stream::Schedule, 0)),
             step: 0,
             idle: 0,
@@ -248,6 +294,7 @@ impl Det {
             switches: 0,
             preemptions: 0,
             decisions: Vec::new(),
+            choices: 0,
             trace: Fnv::default(),
             tail: VecDeque::new(),
             hang: None,
@@ -276,8 +323,9 @@ impl Det {
         self.wait_turn(s, me);
     }
 
-    /// A scheduling point of thread `me`; `spin` for a failed wait.
-    pub fn step(&self, me: usize, site: &Site, spin: bool) {
+    /// A scheduling point of thread `me`.
+    pub fn step(&self, me: usize, site: &Site, kind: Point) {
+        let spin = kind != Point::Plain;
         let mut s = self.lock();
         if s.hang.is_some() {
             drop(s);
@@ -287,15 +335,23 @@ impl Det {
         s.record(me, site, spin);
         self.steps.store(s.step, Ordering::Relaxed);
         if s.effects[me] {
-            s.progress();
+            s.progress(me);
         }
         s.effects[me] = !spin && !site.name.ends_with(".load");
-        if spin {
-            if s.spin_epoch[me] == s.epoch {
+        if s.yielders > 0 {
+            s.end_yields_except(me);
+        }
+        if kind == Point::Yield {
+            s.yielding[me] = true;
+            s.yielders += 1;
+        }
+        if kind == Point::Wait {
+            let others = s.epoch - s.own_effects[me];
+            if s.spin_epoch[me] == others {
                 s.threads[me].status = ThreadStatus::Blocked;
                 s.blocked += 1;
             }
-            s.spin_epoch[me] = s.epoch;
+            s.spin_epoch[me] = others;
         }
         if s.idle > s.max_idle {
             return self.hang(s, Hang::Livelock);
@@ -328,8 +384,11 @@ impl Det {
             return;
         }
         s.threads[me].status = ThreadStatus::Done;
+        if std::mem::take(&mut s.yielding[me]) {
+            s.yielders -= 1;
+        }
         // What it did since its last point is done now.
-        s.progress();
+        s.progress(me);
         match s.choose(Some(me)) {
             Some(next) => self.switch(&mut s, me, next),
             None if s.live() => {

@@ -98,18 +98,18 @@ pub fn point(site: Site) {
         if let Some(mode) = m.borrow_mut().as_mut() {
             match mode {
                 Mode::Stress(inj) => inj.point(&site),
-                Mode::Det(h) => h.det.step(h.idx, &site, false),
+                Mode::Det(h) => h.det.step(h.idx, &site, det::Point::Plain),
             }
         }
     });
 }
 
-/// A failed wait. Returns true if a det scheduler took it (the caller must not also
-/// back off in real time: the scheduler already ran someone else).
-fn wait_point(site: Site) -> bool {
+/// A failed wait or a yield. Returns true if a det scheduler took it (the caller
+/// must not also back off in real time: the scheduler already ran someone else).
+fn wait_point(site: Site, kind: det::Point) -> bool {
     MODE.with(|m| match m.borrow_mut().as_mut() {
         Some(Mode::Det(h)) => {
-            h.det.step(h.idx, &site, true);
+            h.det.step(h.idx, &site, kind);
             true
         }
         Some(Mode::Stress(inj)) => {
@@ -150,8 +150,18 @@ impl Backoff {
 
     /// One failed attempt: wait a little before the caller re-checks.
     pub fn spin(&mut self) {
+        self.pause(det::Point::Wait);
+    }
+
+    /// `cond_resched()` in a retry loop: let others run, without claiming that this
+    /// thread cannot go on by itself (its next attempt may succeed).
+    pub fn yield_now(&mut self) {
+        self.pause(det::Point::Yield);
+    }
+
+    fn pause(&mut self, kind: det::Point) {
         self.rounds = self.rounds.saturating_add(1);
-        if !wait_point(self.site) {
+        if !wait_point(self.site, kind) {
             stress::backoff(self.rounds);
         }
     }

@@ -22,17 +22,21 @@ pub enum StrategySpec {
     Replay { decisions: Vec<Decision> },
 }
 
-/// One recorded choice: at step `step`, thread `thread` ran next although the default
-/// choice was another thread.
+/// One recorded choice: at the `choice`-th scheduling decision of the run, thread
+/// `thread` ran next although the default choice was another thread. Keyed by the
+/// decision's index, not the step number: a thread's last point and its exit are two
+/// decisions at the same step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Decision {
-    pub step: u64,
+    pub choice: u64,
     pub thread: usize,
 }
 
-/// What a strategy sees at a choice: the step number, the thread that just ran (if
-/// any), and the runnable threads in index order (never empty).
+/// What a strategy sees at a choice: its index among the run's choices, the step
+/// number, the thread that just ran (if any), and the runnable threads in index order
+/// (never empty).
 pub struct Choice<'a> {
+    pub index: u64,
     pub step: u64,
     pub current: Option<usize>,
     pub runnable: &'a [usize],
@@ -85,11 +89,11 @@ impl Strategy {
             },
             Strategy::Pct(p) => p.choose(c),
             Strategy::Replay { decisions, next } => {
-                while decisions.get(*next).is_some_and(|d| d.step < c.step) {
+                while decisions.get(*next).is_some_and(|d| d.choice < c.index) {
                     *next += 1;
                 }
                 match decisions.get(*next) {
-                    Some(d) if d.step == c.step && c.runnable.contains(&d.thread) => {
+                    Some(d) if d.choice == c.index && c.runnable.contains(&d.thread) => {
                         *next += 1;
                         d.thread
                     }
@@ -159,18 +163,21 @@ mod tests {
     #[test]
     fn default_keeps_the_runner_then_goes_round_robin() {
         let c = Choice {
+            index: 0,
             step: 1,
             current: Some(1),
             runnable: &[0, 1, 2],
         };
         assert_eq!(default_choice(&c), 1);
         let c = Choice {
+            index: 0,
             step: 1,
             current: Some(1),
             runnable: &[0, 2],
         };
         assert_eq!(default_choice(&c), 2);
         let c = Choice {
+            index: 0,
             step: 1,
             current: Some(2),
             runnable: &[0, 1],
@@ -185,6 +192,7 @@ mod tests {
         let cp = p.changes[0];
         let all = [0, 1, 2];
         let mk = |step| Choice {
+            index: step,
             step,
             current: Some(top),
             runnable: &all,

@@ -3,6 +3,12 @@
 //! A waiting writer sets `WAITING` so that new readers hold off, as the queued rwlock
 //! does; otherwise a stream of readers (the gpc reader pattern) could starve the
 //! refresh path forever and the watchdog would report a false hang.
+//!
+//! Waiters poll the state with plain loads between [`Backoff::spin`]s and retry the
+//! CAS only once the lock looks free, like a test-and-test-and-set spin lock. That is
+//! also what the det scheduler needs: a failed `try_*` is a point that may have
+//! changed state, so waiters retrying it in a loop would look like progress to each
+//! other forever (a livelock of two waiters while the holder never runs).
 
 use crate::sched::{point, Backoff, Site};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -38,7 +44,9 @@ impl RawRwLock {
     pub fn read_lock(&self) {
         let mut b = Backoff::new("rwlock.read.wait");
         while !self.try_read_lock() {
-            b.spin();
+            while self.state.load(Ordering::Relaxed) & (WRITER | WAITING) != 0 {
+                b.spin();
+            }
         }
     }
 
@@ -65,7 +73,9 @@ impl RawRwLock {
         let mut b = Backoff::new("rwlock.write.wait");
         while !self.try_write_lock() {
             self.state.fetch_or(WAITING, Ordering::Relaxed);
-            b.spin();
+            while self.state.load(Ordering::Relaxed) & (WRITER | READERS) != 0 {
+                b.spin();
+            }
         }
     }
 

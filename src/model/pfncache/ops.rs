@@ -1,0 +1,254 @@
+//! The operations workers run: the cache users' calls (with their arguments drawn
+//! from the worker's stream), the reader pattern, the host's invalidations with the
+//! gpc walk, and memslot updates.
+
+use super::cache::{Field, Gpc};
+use super::protocol::Lifecycle;
+use super::refresh::valid_len;
+use super::{cov, op, Op, PfnCache};
+use crate::model::mem::{PAGE_SIZE, PFN_ERR};
+use crate::model::notifier::{is_error_gpa, is_error_hva, Change, INVALID_GPA};
+use std::sync::atomic::Ordering::Acquire;
+
+/// Refreshes a reader attempts before giving up (the kernel's loops are unbounded;
+/// a reader starved by invalidations is a liveness question this model leaves out).
+const READER_REFRESHES: u32 = 4;
+
+impl PfnCache {
+    /// A user op on cache `c`, inside the owning vCPU's lifetime.
+    pub(super) fn user_op(&self, op: &mut Op, c: &Gpc, id: usize) {
+        if id == op::RECREATE {
+            return self.recreate(op, c);
+        }
+        c.lifetime.read_lock();
+        match id {
+            op::READ => {
+                let len = self.pick_len(op, 0);
+                self.read(op, c, len);
+            }
+            op::CHECK => self.check_op(op, c),
+            op::REFRESH => {
+                let len = self.pick_len(op, 0);
+                // Callers refresh only a cache they activated (Xen tests gpc->active).
+                if c.active.load(Acquire) {
+                    let _ = self.refresh(op, c, len);
+                }
+            }
+            op::ACTIVATE => {
+                let gpa = self.pick_gpa(op);
+                let len = self.pick_len(op, gpa);
+                let _ = self.activate(op, c, gpa, len);
+            }
+            op::ACTIVATE_HVA => {
+                let uhva = self.pick_hva(op);
+                let len = self.pick_len(op, uhva);
+                let _ = self.activate_hva(op, c, uhva, len);
+            }
+            op::DEACTIVATE => self.deactivate(op, c),
+            _ => unreachable!("op id {id} is not a cache user's"),
+        }
+        c.lifetime.read_unlock();
+    }
+
+    /// A GPA for `activate`: any gfn (in a live memslot or not), any 64-byte offset;
+    /// now and then INVALID_GPA, the argument fc62a4e8 refuses.
+    fn pick_gpa(&self, op: &mut Op) -> u64 {
+        if op.rng().chance(0.1) {
+            return INVALID_GPA;
+        }
+        let gfn = op.rng().below(self.params.layout.gfns());
+        gfn * PAGE_SIZE + op.rng().below(PAGE_SIZE / 64) * 64
+    }
+
+    /// An hva for `activate_hva`: inside memslot 0, which memslot updates never move
+    /// or delete, or — with `outside_pages` — in memory no memslot covers.
+    fn pick_hva(&self, op: &mut Op) -> u64 {
+        let l = self.params.layout;
+        let page = if l.outside_pages > 0 && op.rng().chance(0.5) {
+            l.outside() + op.rng().below(l.outside_pages)
+        } else {
+            l.region(0, 0) + op.rng().below(l.slot_pages)
+        };
+        l.hva(page) + op.rng().below(PAGE_SIZE / 64) * 64
+    }
+
+    /// A length for an access at `addr`'s offset: a small structure, sometimes one
+    /// that crosses the end of the page (what 5c9ca4ed checks before activating).
+    fn pick_len(&self, op: &mut Op, addr: u64) -> u64 {
+        const LENS: [u64; 4] = [8, 16, 64, 256];
+        if op.rng().chance(0.05) {
+            return PAGE_SIZE - addr % PAGE_SIZE + 8;
+        }
+        LENS[op.rng().index(LENS.len())]
+    }
+
+    /// `kvm_gpc_check(gpc, len)`, with the read lock held.
+    pub(super) fn check(&self, c: &Gpc, len: u64) -> bool {
+        if self.proto.lifecycle != Lifecycle::Unenforced && !c.active.load(Acquire) {
+            return false;
+        }
+        let gpa = c.gpa.load(Acquire);
+        if !is_error_gpa(gpa) && c.generation.load(Acquire) != self.mmu.generation() {
+            return false;
+        }
+        let uhva = c.uhva.load(Acquire);
+        if is_error_hva(uhva) || !valid_len(gpa, uhva, len) {
+            return false;
+        }
+        c.valid.load(Acquire)
+    }
+
+    /// The Xen shinfo/evtchn pattern: check, refresh while it fails, then use `len`
+    /// bytes at khva under the read lock.
+    fn read(&self, op: &mut Op, c: &Gpc, len: u64) {
+        let mut h = c.read_lock();
+        self.check_read_locked(op, c);
+        let mut refreshes = 0;
+        while !self.check(c, len) {
+            op.note(c.read_unlock(h));
+            crate::window!("reader.check_failed");
+            if refreshes == READER_REFRESHES || !c.active.load(Acquire) || self.refresh(op, c, len).is_err() {
+                return;
+            }
+            refreshes += 1;
+            op.cover(cov::READER_REFRESHED);
+            h = c.read_lock();
+            self.check_read_locked(op, c);
+        }
+        // Between a successful check and the dereference.
+        crate::window!("reader.checked");
+        self.check_access(op, c, len);
+        for _ in 0..op.rng().below(4) {
+            crate::window!("reader.holding");
+        }
+        op.note(c.read_unlock(h));
+    }
+
+    /// A caller that checks the cache and keeps the read lock a while whatever the
+    /// answer (the spec's reader "holding the read lock for a random time", which is
+    /// what a re-initialised lock (52491a38) must overlap).
+    fn check_op(&self, op: &mut Op, c: &Gpc) {
+        let h = c.read_lock();
+        self.check_read_locked(op, c);
+        let len = self.pick_len(op, 0);
+        self.check(c, len);
+        for _ in 0..1 + op.rng().below(8) {
+            crate::window!("check.holding");
+        }
+        op.note(c.read_unlock(h));
+    }
+
+    /// A host page-table change over one or two pages: mostly a cache's page, so
+    /// invalidations meet caches; mostly a replacement, so old pages are freed. Only
+    /// memslot 0's memory unless `unbacked_invalidations` (see `Params`).
+    pub(super) fn invalidate(&self, op: &mut Op) {
+        let l = self.params.layout;
+        let scope = if self.params.unbacked_invalidations {
+            0..l.hva_pages()
+        } else {
+            l.region(0, 0)..l.region(0, 0) + l.slot_pages
+        };
+        let target = if op.rng().chance(0.5) {
+            let c = &self.caches[op.rng().index(self.caches.len())];
+            l.hva_page(c.uhva.peek()).filter(|p| scope.contains(p))
+        } else {
+            None
+        };
+        let page = target.unwrap_or_else(|| scope.start + op.rng().below(scope.end - scope.start));
+        let npages = if op.rng().chance(0.2) { 2 } else { 1 }.min(scope.end - page);
+        let change = if op.rng().chance(0.75) {
+            Change::Replace
+        } else {
+            Change::Protect
+        };
+        op.event("invalidate", page, npages);
+        let r = self.mmu.invalidate(page, npages, change, &mut |s, e| {
+            self.gpc_walk(op, s, e);
+            Ok(())
+        });
+        op.note(r);
+    }
+
+    /// `gfn_to_pfn_cache_invalidate_start()`: under `gpc_lock`, each listed cache is
+    /// tested under its read lock and, if its page is in range, invalidated under the
+    /// write lock after a re-test (9fa336e3). Only `valid` is cleared.
+    fn gpc_walk(&self, op: &mut Op, start: u64, end: u64) {
+        self.gpc_lock.lock();
+        for c in &self.caches {
+            if !c.on_list.load(Acquire) {
+                continue;
+            }
+            let h = c.read_lock();
+            if c.refresh_unlocked() {
+                op.cover(cov::WALK_DURING_UNLOCKED_REFRESH);
+            }
+            if !c.active.peek() {
+                op.cover(cov::WALK_LISTED_INACTIVE);
+            }
+            let hit = in_range(
+                c.valid.load(Acquire),
+                c.pfn.load(Acquire),
+                c.uhva.load(Acquire),
+                start,
+                end,
+            );
+            op.note(c.read_unlock(h));
+            if !hit {
+                continue;
+            }
+            // "There is a small window here where the cache could be modified".
+            crate::window!("walk.read_to_write");
+            if c.lock_readers() > 0 {
+                op.cover(cov::WALK_WAITED_FOR_READERS);
+            }
+            let w = c.write_lock();
+            let still = if self.proto.walk_recheck {
+                in_range(
+                    c.valid.load(Acquire),
+                    c.pfn.load(Acquire),
+                    c.uhva.load(Acquire),
+                    start,
+                    end,
+                )
+            } else {
+                // Measured for coverage only; the reverted protocol does not look.
+                in_range(c.valid.peek(), c.pfn.peek(), c.uhva.peek(), start, end)
+            };
+            if !still {
+                op.cover(cov::WALK_RECHECK_CHANGED);
+            }
+            if still || !self.proto.walk_recheck {
+                c.set(op, Field::Valid, 0);
+                c.record(op, "invalidated", start, end);
+                op.cover(cov::WALK_CLEARED_VALID);
+            }
+            c.write_unlock(w);
+        }
+        self.gpc_lock.unlock();
+    }
+
+    /// A memslot update by the VMM. Slot 0 only changes generation (flags-only), so
+    /// it always covers what `activate_hva` maps by default; the others are also
+    /// deleted and re-created at their other userspace address.
+    pub(super) fn memslot_update(&self, op: &mut Op) {
+        let slot = op.rng().index(self.params.layout.slots);
+        let st = self.mmu.slot(slot);
+        let waited = if slot == 0 || (st.present && op.rng().chance(0.5)) {
+            self.mmu.touch_slot()
+        } else if st.present {
+            op.event("memslot.delete", slot as u64, 0);
+            self.mmu.delete_slot(slot)
+        } else {
+            op.event("memslot.create", slot as u64, 1 - st.alt as u64);
+            self.mmu.create_slot(slot, 1 - st.alt)
+        };
+        if waited {
+            op.cover(cov::SWAP_WAITED);
+        }
+    }
+}
+
+/// The walk's test: "Only a single page so no need to care about length".
+fn in_range(valid: bool, pfn: u64, uhva: u64, start: u64, end: u64) -> bool {
+    valid && pfn != PFN_ERR && uhva >= start && uhva < end
+}

@@ -1,0 +1,133 @@
+//! Which protocol steps a variant has: mainline, with one historical step put back.
+//!
+//! Each flag is one step of pfncache.c that a kernel commit added or changed; a buggy
+//! variant is mainline with exactly that commit reverted (its pre-image reconstructed
+//! in the kernel notes, §5). Checks never read these flags.
+
+/// How activate and deactivate are ordered against `refresh_lock` and `active`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Lifecycle {
+    /// Mainline (6addfcf2): both under `refresh_lock`; `list_add` then `active = true`;
+    /// `active = false` then `list_del` then unmap; check and refresh demand `active`.
+    Mainline,
+    /// Before 6addfcf2: activate's list/active block and all of deactivate run outside
+    /// `refresh_lock` (only the refresh takes it).
+    OutsideRefreshLock,
+    /// Before ecbcf030: `active` is not enforced by check or refresh; activate resets
+    /// the fields with plain unlocked stores, sets `active` and only then lists the
+    /// cache; deactivate unlists, unmaps (under `refresh_lock`), then clears `active`.
+    Unenforced,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Protocol {
+    /// The cache holds a reference on its pfn (before 85165781). A parameter, not a
+    /// variant: the pinning-era bugs default to it, the others run unpinned so that a
+    /// stale page is really freed.
+    pub pin: bool,
+    /// Before 58cd407c: refresh drops the lock with placeholder `valid = true` and the
+    /// retry test is `in_progress || seq changed` under `mmu_lock`.
+    pub speculative_valid: bool,
+    /// 93984f19: `gpc->refresh_lock` exists (serialises refresh, activate, deactivate).
+    pub refresh_lock: bool,
+    pub lifecycle: Lifecycle,
+    /// Before 52491a38: activating an inactive cache re-initialises `gpc->lock`.
+    pub reinit_lock_on_activate: bool,
+    /// 8332f0ed: the same-page fast path sets `khva = old_khva + page_offset`.
+    pub same_page_khva: bool,
+    /// 79593c08: a translation error clears pfn/khva before the old pfn is released.
+    pub error_path_purges: bool,
+    /// 3dddf65b: a refresh that finds the pfn it already holds drops the new reference.
+    pub put_reused_ref: bool,
+    /// 5c9ca4ed: the length is checked before activating and before refreshing, not
+    /// inside `__kvm_gpc_refresh()` after the cache is listed and active.
+    pub len_check_early: bool,
+    /// fc62a4e8: `kvm_gpc_activate(INVALID_GPA)` is refused.
+    pub reject_invalid_gpa: bool,
+    /// 9fa336e3: the walk re-tests the cache under the write lock before clearing `valid`.
+    pub walk_recheck: bool,
+}
+
+impl Protocol {
+    const MAINLINE: Protocol = Protocol {
+        pin: false,
+        speculative_valid: false,
+        refresh_lock: true,
+        lifecycle: Lifecycle::Mainline,
+        reinit_lock_on_activate: false,
+        same_page_khva: true,
+        error_path_purges: true,
+        put_reused_ref: true,
+        len_check_early: true,
+        reject_invalid_gpa: true,
+        walk_recheck: true,
+    };
+
+    /// The protocol of variant `name` (see `VARIANTS`).
+    pub fn of(name: &str) -> Result<Protocol, String> {
+        let m = Self::MAINLINE;
+        Ok(match name {
+            "fixed" => m,
+            "speculative-valid" => Protocol {
+                speculative_valid: true,
+                ..m
+            },
+            "no-refresh-lock" => Protocol {
+                refresh_lock: false,
+                ..m
+            },
+            "inactive-refresh" => Protocol {
+                lifecycle: Lifecycle::Unenforced,
+                ..m
+            },
+            "lock-reinit" => Protocol {
+                reinit_lock_on_activate: true,
+                ..m
+            },
+            "deactivate-race" => Protocol {
+                lifecycle: Lifecycle::OutsideRefreshLock,
+                ..m
+            },
+            "same-page-khva" => Protocol {
+                same_page_khva: false,
+                ..m
+            },
+            "double-put" => Protocol {
+                error_path_purges: false,
+                pin: true,
+                ..m
+            },
+            "leaked-ref" => Protocol {
+                put_reused_ref: false,
+                pin: true,
+                ..m
+            },
+            "len-after-activate" => Protocol {
+                len_check_early: false,
+                ..m
+            },
+            "invalid-gpa" => Protocol {
+                reject_invalid_gpa: false,
+                ..m
+            },
+            "no-recheck" => Protocol {
+                walk_recheck: false,
+                ..m
+            },
+            other => return Err(format!("pfncache has no variant `{other}`")),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_variant_has_a_protocol() {
+        for v in super::super::VARIANTS {
+            Protocol::of(v.name).unwrap();
+        }
+        assert!(Protocol::of("nonsense").is_err());
+    }
+}
