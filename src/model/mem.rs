@@ -222,6 +222,19 @@ impl Arena {
         self.pages.get(usize::try_from(pfn).ok()?)
     }
 
+    /// The page of `pfn`, or invariant `inv` reported for an operation (`what`) on a
+    /// pfn outside the arena — a wild pfn is a finding, never an out-of-bounds access.
+    fn page_or(
+        &self,
+        pfn: Pfn,
+        inv: &'static str,
+        why: &'static str,
+        what: &'static str,
+    ) -> Result<&SpinLock<Page>, Violation> {
+        self.page(pfn)
+            .ok_or_else(|| Violation::new(inv, format!("{why}: {what} of pfn {pfn:#x} outside the arena")))
+    }
+
     fn log(&self, p: &mut Page, what: &'static str, why: &'static str) {
         let at = self.clock.fetch_add(1, Ordering::Relaxed);
         let (gen, refcount) = (p.gen, p.refcount);
@@ -256,12 +269,7 @@ impl Arena {
     /// A host page-table entry stops pointing at `pfn`: drops the mapping and its ref.
     #[track_caller]
     pub fn unmap_host(&self, pfn: Pfn, why: &'static str) -> Result<(), Violation> {
-        let Some(page) = self.page(pfn) else {
-            return Err(Violation::new(
-                "M1",
-                format!("host unmap of pfn {pfn:#x} outside the arena"),
-            ));
-        };
+        let page = self.page_or(pfn, "M1", why, "host unmap")?;
         {
             let mut p = page.lock();
             if !p.allocated || p.mapcount <= 0 {
@@ -291,12 +299,7 @@ impl Arena {
     /// `put_page()`: drops a reference; the last one frees the page (M1, M4).
     #[track_caller]
     pub fn put(&self, pfn: Pfn, why: &'static str) -> Result<(), Violation> {
-        let Some(page) = self.page(pfn) else {
-            return Err(Violation::new(
-                "M4",
-                format!("{why}: put of pfn {pfn:#x} outside the arena"),
-            ));
-        };
+        let page = self.page_or(pfn, "M4", why, "put")?;
         let mut p = page.lock();
         if !p.allocated {
             self.log(&mut p, "BAD put of free page", why);
@@ -332,12 +335,7 @@ impl Arena {
     /// long-term pin (the pinning-era cache keeping its GUP reference).
     #[track_caller]
     pub fn keep_as_pin(&self, pfn: Pfn, why: &'static str) -> Result<(), Violation> {
-        let Some(page) = self.page(pfn) else {
-            return Err(Violation::new(
-                "M1",
-                format!("{why}: pin of pfn {pfn:#x} outside the arena"),
-            ));
-        };
+        let page = self.page_or(pfn, "M1", why, "pin")?;
         let mut p = page.lock();
         if !p.allocated || p.refcount < p.mapcount + p.pins + 1 {
             self.log(&mut p, "BAD pin without a ref", why);
@@ -356,12 +354,7 @@ impl Arena {
     /// Drops a pin and its reference (`kvm_release_pfn()` of a pinned pfn) (M1, M4).
     #[track_caller]
     pub fn unpin(&self, pfn: Pfn, why: &'static str) -> Result<(), Violation> {
-        let Some(page) = self.page(pfn) else {
-            return Err(Violation::new(
-                "M1",
-                format!("{why}: unpin of pfn {pfn:#x} outside the arena"),
-            ));
-        };
+        let page = self.page_or(pfn, "M1", why, "unpin")?;
         {
             let mut p = page.lock();
             if !p.allocated {
@@ -388,12 +381,7 @@ impl Arena {
     /// mapping slot is in use (`gpc_map()` returning NULL).
     #[track_caller]
     pub fn kmap(&self, pfn: Pfn, why: &'static str) -> Result<Option<Khva>, Violation> {
-        let Some(page) = self.page(pfn) else {
-            return Err(Violation::new(
-                "M4",
-                format!("{why}: kmap of pfn {pfn:#x} outside the arena"),
-            ));
-        };
+        let page = self.page_or(pfn, "M4", why, "kmap")?;
         let Some(slot) = self.free_maps.lock().pop() else {
             return Ok(None);
         };
