@@ -83,7 +83,7 @@ pub struct ValidateArgs {
     #[arg(long)]
     pub model: Option<String>,
     /// Stress-mode budget per variant.
-    #[arg(long, value_parser = duration::parse, default_value = "3s")]
+    #[arg(long, value_parser = duration::parse, default_value = "10s")]
     pub duration: Duration,
     /// Ops per worker (det mode's budget; in stress mode whichever comes first).
     #[arg(long)]
