@@ -106,8 +106,9 @@ pub struct ListArgs {
     pub format: Format,
 }
 
+/// What selects and overrides a scenario: shared by `run` and `hunt`.
 #[derive(Debug, Args)]
-pub struct RunArgs {
+pub struct ScenarioArgs {
     /// A scenario name in scenarios/ or a path to a TOML file (default: hpt-fixed).
     pub scenario: Option<String>,
     /// Model to run (overrides the scenario's).
@@ -119,21 +120,27 @@ pub struct RunArgs {
     /// Worker threads, 1..=1024.
     #[arg(long)]
     pub threads: Option<usize>,
-    /// Wall-clock budget: 30s, 10m, 8h, 500ms.
+    /// Wall-clock budget (stress mode): 30s, 10m, 8h, 500ms.
     #[arg(long, value_parser = duration::parse)]
     pub duration: Option<Duration>,
     /// Operations per worker (a run ends at whichever budget comes first).
     #[arg(long)]
     pub ops: Option<u64>,
-    /// Seed of every random stream of the run.
-    #[arg(long)]
-    pub seed: Option<u64>,
     /// Probability of an injected delay at a plain preemption point (0 turns injection off).
     #[arg(long)]
     pub delay_prob: Option<f64>,
     /// A worker without progress for this long is a hang (exit 3).
     #[arg(long, value_parser = duration::parse)]
     pub stall_timeout: Option<Duration>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub sc: ScenarioArgs,
+    /// Seed of every random stream of the run.
+    #[arg(long)]
+    pub seed: Option<u64>,
     /// Where run directories are created.
     #[arg(long, default_value = "results")]
     pub results_dir: PathBuf,
@@ -176,20 +183,8 @@ pub struct ReplayArgs {
 
 #[derive(Debug, Args)]
 pub struct HuntArgs {
-    /// A scenario name or TOML path (or use --model/--variant).
-    pub scenario: Option<String>,
-    #[arg(long)]
-    pub model: Option<String>,
-    #[arg(long)]
-    pub variant: Option<String>,
-    #[arg(long)]
-    pub threads: Option<usize>,
-    /// Ops per worker.
-    #[arg(long)]
-    pub ops: Option<u64>,
-    /// Stress mode: wall-clock budget of each seed's run.
-    #[arg(long, value_parser = duration::parse)]
-    pub duration: Option<Duration>,
+    #[command(flatten)]
+    pub sc: ScenarioArgs,
     /// Seed range A..B (inclusive).
     #[arg(long)]
     pub seeds: String,

@@ -3,11 +3,10 @@
 //! for the cores they measure, so they go one at a time unless `--jobs` says.
 
 use super::exec::{self, Executed, Plan};
-use super::run::load_scenario;
+use super::run;
 use crate::cli::{Format, HuntArgs, ModeArg};
 use crate::error::{exit, usage, Error};
 use crate::report::{self, progress::Silent};
-use crate::scenario::Overrides;
 use rayon::prelude::*;
 use serde_json::json;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -120,15 +119,7 @@ pub fn hunt(a: &HuntArgs) -> Result<i32, Error> {
     if a.jobs == Some(0) {
         return Err(usage("--jobs must be at least 1"));
     }
-    let o = Overrides {
-        model: a.model.clone(),
-        variant: a.variant.clone(),
-        threads: a.threads,
-        duration: a.duration,
-        ops: a.ops,
-        ..Overrides::default()
-    };
-    let plan = Plan::new(load_scenario(a.scenario.as_deref(), &o)?, &a.det, ModeArg::Det)?;
+    let plan = Plan::new(run::load(&a.sc, None)?, &a.det, ModeArg::Det)?;
     let seeds: Vec<u64> = (lo..=hi).filter(|s| (s - lo) % shard_n == shard_i).collect();
     crate::interrupt::install();
     let started = std::time::Instant::now();

@@ -1,14 +1,14 @@
 //! `kvmtorture run`: resolve the scenario, create the run directory, torture, report.
 
 use super::exec::{self, Plan};
-use crate::cli::{Format, ModeArg, RunArgs};
+use crate::cli::{Format, ModeArg, RunArgs, ScenarioArgs};
 use crate::error::{usage, Error};
 use crate::interrupt;
 use crate::report::{self, progress};
 use crate::scenario::{self, Overrides, Scenario};
 
 pub fn run(a: &RunArgs) -> Result<i32, Error> {
-    let mut plan = Plan::new(load(a)?, &a.det, ModeArg::Stress)?;
+    let mut plan = Plan::new(load(&a.sc, a.seed)?, &a.det, ModeArg::Stress)?;
     if plan.det.is_some() && a.test_stall_worker.is_some() {
         return Err(usage(
             "--test-stall-worker is a stress-mode hook (det mode finds hangs itself)",
@@ -44,15 +44,16 @@ pub fn run(a: &RunArgs) -> Result<i32, Error> {
     Ok(ex.code)
 }
 
-/// The scenario from the positional argument, or the flags, or the default.
-fn load(a: &RunArgs) -> Result<Scenario, Error> {
+/// The scenario from the positional argument, or the flags, or the default, with the
+/// flags applied (`seed`: `run`'s; a sweep sets its own).
+pub fn load(a: &ScenarioArgs, seed: Option<u64>) -> Result<Scenario, Error> {
     let o = Overrides {
         model: a.model.clone(),
         variant: a.variant.clone(),
         threads: a.threads,
         duration: a.duration,
         ops: a.ops,
-        seed: a.seed,
+        seed,
         delay_prob: a.delay_prob,
         stall_timeout: a.stall_timeout,
     };
