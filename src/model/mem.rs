@@ -26,6 +26,7 @@
 //! mapping), I4 (access to a freed page), I7 (access past the end of the page).
 
 use super::Violation;
+use crate::sync::spinlock::SpinGuard;
 use crate::sync::SpinLock;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64 as StdU64, Ordering};
@@ -248,6 +249,22 @@ impl Arena {
     }
 
     /// A violation about page `pfn`, with its state and history attached.
+    /// Refuses a bad access to page `pfn`: notes it in the page's history, releases the
+    /// page lock (the report reads the page) and reports invariant `inv`.
+    fn refuse(
+        &self,
+        mut p: SpinGuard<'_, Page>,
+        pfn: Pfn,
+        inv: &'static str,
+        why: &'static str,
+        note: &'static str,
+        msg: String,
+    ) -> Violation {
+        self.log(&mut p, note, why);
+        drop(p);
+        self.violation(inv, pfn, msg)
+    }
+
     fn violation(&self, id: &'static str, pfn: Pfn, msg: String) -> Violation {
         Violation::new(id, msg).with_state(self.describe(pfn))
     }
@@ -273,9 +290,14 @@ impl Arena {
         {
             let mut p = page.lock();
             if !p.allocated || p.mapcount <= 0 {
-                self.log(&mut p, "BAD host unmap", why);
-                drop(p);
-                return Err(self.violation("M1", pfn, format!("{why}: host unmap of unmapped pfn {pfn}")));
+                return Err(self.refuse(
+                    p,
+                    pfn,
+                    "M1",
+                    why,
+                    "BAD host unmap",
+                    format!("{why}: host unmap of unmapped pfn {pfn}"),
+                ));
             }
             p.mapcount -= 1;
             self.log(&mut p, "host unmap", why);
@@ -302,20 +324,22 @@ impl Arena {
         let page = self.page_or(pfn, "M4", why, "put")?;
         let mut p = page.lock();
         if !p.allocated {
-            self.log(&mut p, "BAD put of free page", why);
-            drop(p);
-            return Err(self.violation(
-                "M4",
+            return Err(self.refuse(
+                p,
                 pfn,
+                "M4",
+                why,
+                "BAD put of free page",
                 format!("{why}: put of pfn {pfn}, already freed (double free)"),
             ));
         }
         if p.refcount - 1 < p.mapcount + p.pins {
-            self.log(&mut p, "BAD put below floor", why);
-            drop(p);
-            return Err(self.violation(
-                "M1",
+            return Err(self.refuse(
+                p,
                 pfn,
+                "M1",
+                why,
+                "BAD put below floor",
                 format!("{why}: put of pfn {pfn} would drop its refcount below host mappings + pins"),
             ));
         }
@@ -338,11 +362,12 @@ impl Arena {
         let page = self.page_or(pfn, "M1", why, "pin")?;
         let mut p = page.lock();
         if !p.allocated || p.refcount < p.mapcount + p.pins + 1 {
-            self.log(&mut p, "BAD pin without a ref", why);
-            drop(p);
-            return Err(self.violation(
-                "M1",
+            return Err(self.refuse(
+                p,
                 pfn,
+                "M1",
+                why,
+                "BAD pin without a ref",
                 format!("{why}: pin of pfn {pfn} without a spare reference"),
             ));
         }
@@ -358,16 +383,22 @@ impl Arena {
         {
             let mut p = page.lock();
             if !p.allocated {
-                self.log(&mut p, "BAD unpin of free page", why);
-                drop(p);
-                return Err(self.violation("M4", pfn, format!("{why}: unpin of pfn {pfn}, already freed")));
+                return Err(self.refuse(
+                    p,
+                    pfn,
+                    "M4",
+                    why,
+                    "BAD unpin of free page",
+                    format!("{why}: unpin of pfn {pfn}, already freed"),
+                ));
             }
             if p.pins <= 0 {
-                self.log(&mut p, "BAD unpin below zero", why);
-                drop(p);
-                return Err(self.violation(
-                    "M1",
+                return Err(self.refuse(
+                    p,
                     pfn,
+                    "M1",
+                    why,
+                    "BAD unpin below zero",
                     format!("{why}: unpin of pfn {pfn}, which has no pin"),
                 ));
             }
@@ -387,10 +418,16 @@ impl Arena {
         };
         let mut p = page.lock();
         if !p.allocated {
-            self.log(&mut p, "BAD kmap of free page", why);
-            drop(p);
+            let v = self.refuse(
+                p,
+                pfn,
+                "M4",
+                why,
+                "BAD kmap of free page",
+                format!("{why}: kmap of pfn {pfn}, which is free"),
+            );
             self.free_maps.lock().push(slot);
-            return Err(self.violation("M4", pfn, format!("{why}: kmap of pfn {pfn}, which is free")));
+            return Err(v);
         }
         p.kmaps += 1;
         self.log(&mut p, "kmap", why);

@@ -9,7 +9,7 @@
 //! atomics: bookkeeping of the harness, not state of the protocol.
 
 use super::Op;
-use crate::model::mem::{Khva, PFN_ERR};
+use crate::model::mem::{Khva, Pfn, PFN_ERR};
 use crate::model::notifier::{HVA_ERR_BAD, INVALID_GPA};
 use crate::model::Violation;
 use crate::sync::mutex::RawMutex;
@@ -238,6 +238,16 @@ impl Gpc {
             Field::Active => self.active.store(v != 0, Release),
             Field::Valid => self.valid.store(v != 0, Release),
         }
+    }
+
+    /// Drops the mapping with the write lock held (`valid = false`, `pfn = ERR`,
+    /// `khva = NULL`) and returns the old pfn and khva page, which the caller releases.
+    pub fn take_mapping(&self, op: &mut Op) -> (Pfn, Khva) {
+        let old = (self.pfn.load(Acquire), self.khva().base());
+        self.set(op, Field::Valid, 0);
+        self.set(op, Field::Pfn, PFN_ERR);
+        self.set(op, Field::Khva, 0);
+        old
     }
 
     pub fn khva(&self) -> Khva {

@@ -124,11 +124,7 @@ impl PfnCache {
             // mmu_notifier events until all users go away".
             let w = c.write_lock();
             c.set(op, Field::Active, 0);
-            c.set(op, Field::Valid, 0);
-            let old_khva = c.khva().base();
-            c.set(op, Field::Khva, 0);
-            let old_pfn = c.pfn.load(Acquire);
-            c.set(op, Field::Pfn, PFN_ERR);
+            let (old_pfn, old_khva) = c.take_mapping(op);
             c.write_unlock(w);
             crate::window!("deactivate.before_list_del");
             self.list(c, false);
@@ -149,11 +145,7 @@ impl PfnCache {
         crate::window!("deactivate.unlisted_still_active");
         let locked = self.lock_refresh(op, c);
         let w = c.write_lock();
-        c.set(op, Field::Valid, 0);
-        let old_khva = c.khva().base();
-        c.set(op, Field::Khva, 0);
-        let old_pfn = c.pfn.load(Acquire);
-        c.set(op, Field::Pfn, PFN_ERR);
+        let (old_pfn, old_khva) = c.take_mapping(op);
         c.write_unlock(w);
         self.release(op, c, old_pfn, old_khva, "deactivate");
         self.unlock_refresh(c, locked);

@@ -166,9 +166,7 @@ impl PfnCache {
         // old pfn, leaving gpc->pfn/khva naming what it released.
         let purge = ret.is_err() && (self.proto.error_path_purges || !translation_failed);
         if purge {
-            c.set(op, Field::Valid, 0);
-            c.set(op, Field::Pfn, PFN_ERR);
-            c.set(op, Field::Khva, 0);
+            c.take_mapping(op);
             c.record(op, "refresh failed", gpa, uhva);
         }
         // "Detect a pfn change before dropping the lock!"
@@ -323,9 +321,7 @@ impl PfnCache {
         let w = self.relock(c);
         match mapped {
             None => {
-                c.set(op, Field::Valid, 0);
-                c.set(op, Field::Pfn, PFN_ERR);
-                c.set(op, Field::Khva, 0);
+                c.take_mapping(op);
                 (w, Err(Errno::Fault))
             }
             Some((pfn, khva)) => {
