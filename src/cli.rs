@@ -93,6 +93,9 @@ pub struct ValidateArgs {
     /// Clean variants must also have entered every race window (use long durations).
     #[arg(long)]
     pub coverage: bool,
+    /// Also run the mutants (plausible slips in the fixed paths): each must be caught.
+    #[arg(long)]
+    pub mutants: bool,
     /// Where the run directories of unexpected outcomes go.
     #[arg(long, default_value = "results")]
     pub results_dir: PathBuf,
@@ -104,6 +107,9 @@ pub struct ValidateArgs {
 pub struct ListArgs {
     #[arg(long, value_enum, default_value = "human")]
     pub format: Format,
+    /// Also show mutants and unconfirmed variants.
+    #[arg(long)]
+    pub all: bool,
 }
 
 /// What selects and overrides a scenario: shared by `run` and `hunt`.
@@ -132,6 +138,9 @@ pub struct ScenarioArgs {
     /// A worker without progress for this long is a hang (exit 3).
     #[arg(long, value_parser = duration::parse)]
     pub stall_timeout: Option<Duration>,
+    /// A model parameter, KEY=VALUE (repeatable; checked like the scenario's [params]).
+    #[arg(long = "param", value_name = "KEY=VALUE")]
+    pub params: Vec<String>,
 }
 
 #[derive(Debug, Args)]

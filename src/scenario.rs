@@ -7,7 +7,7 @@
 
 use crate::duration;
 use crate::error::{usage, Error};
-use crate::model::{self, ModelInfo, VariantInfo};
+use crate::model::{self, ModelDesc, VariantDesc};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -49,6 +49,8 @@ pub struct Overrides {
     pub seed: Option<u64>,
     pub delay_prob: Option<f64>,
     pub stall_timeout: Option<Duration>,
+    /// `--param KEY=VALUE` flags, applied over `[params]`.
+    pub params: Vec<String>,
 }
 
 /// A validated scenario.
@@ -58,8 +60,8 @@ pub struct Scenario {
     pub name: String,
     /// The file it came from, if any (for the replay command).
     pub path: Option<PathBuf>,
-    pub model: &'static ModelInfo,
-    pub variant: &'static VariantInfo,
+    pub model: &'static ModelDesc,
+    pub variant: &'static VariantDesc,
     pub threads: usize,
     pub duration: Option<Duration>,
     pub ops: Option<u64>,
@@ -222,30 +224,35 @@ pub fn resolve(file: Option<(&Path, ScenarioFile)>, o: &Overrides) -> Result<Sce
             .unwrap_or(DEFAULT_STALL),
         quiescent_every: dur("quiescent_every", &f.quiescent_every)?.unwrap_or(DEFAULT_QUIESCENT),
         mix: f.mix,
-        params: f.params,
+        params: with_flags(model, f.params, &o.params)?,
     };
     sc.weights()?;
+    sc.check_params()?;
     Ok(sc)
 }
 
-pub fn find_model(name: &str) -> Result<&'static ModelInfo, Error> {
+/// `[params]` with the `--param` flags applied over it.
+fn with_flags(model: &ModelDesc, mut params: toml::Table, flags: &[String]) -> Result<toml::Table, Error> {
+    for flag in flags {
+        let (k, v) = model.parse_param_flag(flag).map_err(usage)?;
+        params.insert(k, v);
+    }
+    Ok(params)
+}
+
+pub fn find_model(name: &str) -> Result<&'static ModelDesc, Error> {
     model::find(name).ok_or_else(|| {
         usage(format!(
             "unknown model `{name}` (valid: {})",
-            model::registry()
-                .iter()
-                .map(|m| m.name)
-                .collect::<Vec<_>>()
-                .join(", ")
+            model::public().map(|m| m.name).collect::<Vec<_>>().join(", ")
         ))
     })
 }
 
 impl Scenario {
-    /// The model's op weights with this scenario's `[mix]` applied. Needs the op
-    /// table, which only a built model has, so models expose it statically too.
+    /// The model's op weights with this scenario's `[mix]` applied.
     pub fn weights(&self) -> Result<Vec<u32>, Error> {
-        let ops = (self.model.ops)();
+        let ops = self.model.ops;
         let mut w: Vec<u32> = ops.iter().map(|o| o.weight).collect();
         for (k, v) in &self.mix {
             let i = ops.iter().position(|o| o.name == k).ok_or_else(|| {
@@ -267,13 +274,24 @@ impl Scenario {
         Ok(w)
     }
 
+    /// Checks `[params]` against the model's descriptor.
+    pub fn check_params(&self) -> Result<model::Params, Error> {
+        let where_ = match &self.path {
+            Some(p) => format!("scenario {}: ", p.display()),
+            None => String::new(),
+        };
+        self.model
+            .resolve_params(&self.params)
+            .map_err(|e| usage(format!("{where_}{e}")))
+    }
+
     /// The model configuration this scenario builds.
-    pub fn model_config(&self) -> model::ModelConfig {
-        model::ModelConfig {
+    pub fn model_config(&self) -> Result<model::ModelConfig, Error> {
+        Ok(model::ModelConfig {
             variant: self.variant,
             threads: self.threads,
-            params: self.params.clone(),
-        }
+            params: self.check_params()?,
+        })
     }
 }
 
@@ -352,6 +370,7 @@ impl Scenario {
             return Err(usage("saved run has an invalid thread or op count"));
         }
         sc.weights()?;
+        sc.check_params()?;
         Ok(sc)
     }
 }

@@ -138,7 +138,7 @@ pub fn execute(
 ) -> Result<Executed, Error> {
     let sc = &plan.sc;
     let model =
-        (sc.model.build)(&sc.model_config()).map_err(|e| usage(format!("{} model: {e}", sc.model.name)))?;
+        (sc.model.build)(&sc.model_config()?).map_err(|e| usage(format!("{} model: {e}", sc.model.name)))?;
     let cfg = RunConfig {
         threads: sc.threads,
         duration: sc.duration,
@@ -153,7 +153,7 @@ pub fn execute(
         test_stall_worker: plan.test_stall_worker,
         det: plan.det.clone(),
     };
-    let outcome = engine::run(model, cfg, interrupted, obs);
+    let outcome = engine::run(sc.model, model, cfg, interrupted, obs);
     let code = exit_code(outcome.status);
     let mut summary = initial_summary(plan);
     summary.complete(&outcome, code);

@@ -56,6 +56,7 @@ pub fn load(a: &ScenarioArgs, seed: Option<u64>) -> Result<Scenario, Error> {
         seed,
         delay_prob: a.delay_prob,
         stall_timeout: a.stall_timeout,
+        params: a.params.clone(),
     };
     load_scenario(a.scenario.as_deref(), &o)
 }

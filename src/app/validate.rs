@@ -1,55 +1,101 @@
-//! `kvmtorture validate`: the harness tests itself. Every buggy variant must be
-//! caught and every clean one (fixed, negative controls) must stay clean — in the
-//! time a CI job can spare. A surprise keeps its run directory for investigation.
+//! `kvmtorture validate`: the harness tests itself. Every race variant must be
+//! caught, every fixed variant and control must stay clean, and with `--mutants`
+//! every mutant must be caught — each in every configuration its descriptor lists,
+//! in the time a CI job can spare. A surprise keeps its run directory.
 
 use super::exec::{self, Plan};
+use super::list::expect_text;
 use super::run::load_scenario;
 use crate::cli::{ModeArg, ValidateArgs};
 use crate::error::{exit, Error};
-use crate::model::{self, ModelInfo, VariantInfo};
+use crate::model::{self, Cell, Expect, ModelDesc, VariantDesc, VariantKind};
 use crate::report::{self, progress::Silent};
 use crate::scenario::{self, Overrides};
 
-/// One variant's verdict.
+/// One case's verdict.
 struct Verdict {
     ok: bool,
     line: String,
 }
 
-pub fn validate(a: &ValidateArgs) -> Result<i32, Error> {
-    let models: Vec<&'static ModelInfo> = match &a.model {
-        Some(m) => vec![scenario::find_model(m)?],
-        None => model::registry().to_vec(),
+/// One case: a variant in one configuration.
+pub struct Case {
+    pub model: &'static ModelDesc,
+    pub variant: &'static VariantDesc,
+    pub cell: Cell,
+}
+
+impl Case {
+    /// `hpt/buggy`, `hash-protect/buggy[hypervisor=kvm]`.
+    pub fn label(&self) -> String {
+        let ps: Vec<String> = self.cell.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let cell = if ps.is_empty() {
+            String::new()
+        } else {
+            format!("[{}]", ps.join(","))
+        };
+        format!("{}/{}{cell}", self.model.name, self.variant.name)
+    }
+}
+
+/// Every case of the public models' variants: mutants only when asked, unconfirmed
+/// variants never (they promise nothing).
+pub fn cases(only: Option<&'static ModelDesc>, mutants: bool) -> Vec<Case> {
+    let models: Vec<&'static ModelDesc> = match only {
+        Some(m) => vec![m],
+        None => model::public().collect(),
     };
-    let cases: Vec<(&ModelInfo, &VariantInfo)> = models
-        .iter()
-        .flat_map(|m| m.variants.iter().map(move |v| (*m, v)))
-        .collect();
-    println!("KTAP version 1\n1..{}", cases.len());
+    let mut v = Vec::new();
+    for m in models {
+        for var in m.variants {
+            let wanted = match var.kind {
+                VariantKind::Mutant => mutants,
+                VariantKind::Unconfirmed => false,
+                _ => true,
+            };
+            if wanted {
+                v.extend(var.configurations().into_iter().map(|cell| Case {
+                    model: m,
+                    variant: var,
+                    cell,
+                }));
+            }
+        }
+    }
+    v
+}
+
+pub fn validate(a: &ValidateArgs) -> Result<i32, Error> {
+    let only = a.model.as_deref().map(scenario::find_model).transpose()?;
+    let cases = cases(only, a.mutants);
+    report::print_line(&format!("KTAP version 1\n1..{}", cases.len()));
     let (mut passed, mut failed) = (0, 0);
-    for (i, (m, v)) in cases.iter().enumerate() {
-        let verdict = check(a, m, v)?;
+    for (i, case) in cases.iter().enumerate() {
+        let verdict = check(a, case)?;
         let ok = if verdict.ok { "ok" } else { "not ok" };
-        println!("{ok} {} {}/{} # {}", i + 1, m.name, v.name, verdict.line);
+        report::print_line(&format!("{ok} {} {} # {}", i + 1, case.label(), verdict.line));
         if verdict.ok {
             passed += 1;
         } else {
             failed += 1;
         }
     }
-    println!("validate: {passed} passed, {failed} failed");
+    report::print_line(&format!("validate: {passed} passed, {failed} failed"));
     Ok(if failed == 0 { exit::CLEAN } else { exit::VIOLATION })
 }
 
-/// Runs one variant from its shipped scenario (`<model>-<variant>.toml`) if there is
-/// one, else from flags, and compares the outcome with what the variant promises.
-fn check(a: &ValidateArgs, m: &ModelInfo, v: &VariantInfo) -> Result<Verdict, Error> {
+/// Runs one case from its variant's shipped scenario (`<model>-<variant>.toml`) if
+/// there is one, else from flags, with the cell's params on top, and compares the
+/// outcome with what the descriptor promises.
+fn check(a: &ValidateArgs, case: &Case) -> Result<Verdict, Error> {
+    let (m, v) = (case.model, case.variant);
     let o = Overrides {
         model: Some(m.name.into()),
         variant: Some(v.name.into()),
         duration: Some(a.duration),
         ops: a.ops,
         seed: Some(a.seed),
+        params: case.cell.params.iter().map(|(k, v)| format!("{k}={v}")).collect(),
         ..Overrides::default()
     };
     let name = format!("{}-{}", m.name, v.name);
@@ -65,20 +111,28 @@ fn check(a: &ValidateArgs, m: &ModelInfo, v: &VariantInfo) -> Result<Verdict, Er
         .filter(|(_, n)| **n == 0)
         .map(|(k, _)| k.as_str())
         .collect();
-    let (ok, line) = if v.expect_violation {
-        (
-            ex.code == exit::VIOLATION,
-            format!("caught: exit {} {first} in {:.2}s", ex.code, s.duration_s),
-        )
-    } else if ex.code != exit::CLEAN {
-        (false, format!("must be clean: exit {} {first}", ex.code))
-    } else if a.coverage && !uncovered.is_empty() {
-        (
+    let (ok, line) = match case.cell.expect {
+        Expect::Caught(ids) => (
+            ex.code == exit::VIOLATION && ids.contains(&first),
+            format!(
+                "caught: exit {} {first} in {:.2}s (expects {})",
+                ex.code,
+                s.duration_s,
+                expect_text(case.cell.expect)
+            ),
+        ),
+        Expect::Stall => (
+            ex.code == exit::STALL,
+            format!("stall: exit {} in {:.2}s", ex.code, s.duration_s),
+        ),
+        Expect::Clean | Expect::Unknown if ex.code != exit::CLEAN => {
+            (false, format!("must be clean: exit {} {first}", ex.code))
+        }
+        _ if a.coverage && !uncovered.is_empty() => (
             false,
             format!("clean, but never entered: {}", uncovered.join(", ")),
-        )
-    } else {
-        (
+        ),
+        _ => (
             true,
             format!(
                 "clean: {} ops in {:.2}s, {} windows",
@@ -86,7 +140,7 @@ fn check(a: &ValidateArgs, m: &ModelInfo, v: &VariantInfo) -> Result<Verdict, Er
                 s.duration_s,
                 s.coverage.len()
             ),
-        )
+        ),
     };
     if !ok {
         let dir = report::create_run_dir(&a.results_dir, &plan.sc.name, v.name, plan.sc.seed)?;

@@ -9,7 +9,7 @@ mod worker;
 
 pub use worker::OpCtx;
 
-use crate::model::{Model, Violation};
+use crate::model::{Model, ModelDesc, Violation};
 use crate::sched::det::{Det, DetOutcome, Hang};
 use crate::sched::strategy::StrategySpec;
 use counters::Counters;
@@ -108,6 +108,7 @@ pub trait Observer {
 /// State shared by the workers and the monitor.
 pub(crate) struct Shared {
     cfg: RunConfig,
+    desc: &'static ModelDesc,
     model: Arc<dyn Model>,
     stop: AtomicBool,
     finished: AtomicUsize,
@@ -170,12 +171,13 @@ impl Shared {
 /// Runs `model` under `cfg` until the budget, a violation (unless keep-going), a
 /// stall, a fault or an interrupt.
 pub fn run(
+    desc: &'static ModelDesc,
     model: Arc<dyn Model>,
     cfg: RunConfig,
     interrupted: &dyn Fn() -> bool,
     obs: &mut dyn Observer,
 ) -> Outcome {
-    let ops = model.ops();
+    let ops = desc.ops;
     let roles = model.worker_roles(cfg.threads);
     let det = cfg
         .det
@@ -186,7 +188,7 @@ pub fn run(
         None => Recorder::new(cfg.threads),
     };
     let shared = Arc::new(Shared {
-        counters: Counters::new(cfg.threads, ops.len(), model.coverage_names().len()),
+        counters: Counters::new(cfg.threads, ops.len(), desc.coverage.len()),
         recorder: Arc::new(recorder),
         det,
         stutter: Stutter::new(cfg.threads),
@@ -196,6 +198,7 @@ pub fn run(
         main: std::thread::current(),
         found: Mutex::new((Vec::new(), 0)),
         fault: Mutex::new(None),
+        desc,
         model,
         cfg,
     });
@@ -305,16 +308,23 @@ fn finish(sh: Arc<Shared>, interrupt: bool, stalled: Vec<usize>) -> Outcome {
     } else {
         Status::Clean
     };
-    let ops = sh.model.ops();
+    let ops = sh.desc.ops;
     let by_kind = sh.counters.ops_by_kind(ops.len());
-    let names = sh.model.coverage_names();
-    let cov = sh.counters.coverage(names.len());
+    let windows = sh.desc.coverage;
+    let cov = sh.counters.coverage(windows.len());
     Outcome {
         status,
         elapsed: sh.start.elapsed(),
         ops_total: sh.counters.ops_total(),
         ops_by_kind: ops.iter().map(|o| o.name).zip(by_kind).collect(),
-        coverage: names.iter().copied().zip(cov).collect(),
+        // Only the windows this variant and these params can enter.
+        coverage: windows
+            .iter()
+            .zip(cov)
+            .enumerate()
+            .filter(|(id, _)| sh.model.coverage_applies(*id))
+            .map(|(_, (w, n))| (w.name, n))
+            .collect(),
         found,
         violations_total: total,
         fault,

@@ -6,7 +6,7 @@
 //! barrier needs no controller thread and works under any scheduler; a worker that
 //! leaves for good (budget spent, stop requested) counts as parked.
 
-use crate::sched::Backoff;
+use crate::sync::Backoff;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 

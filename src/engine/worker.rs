@@ -1,13 +1,14 @@
 //! One torture worker: pick an op from the mix, run it, record it, repeat.
 
 use super::{counters::WorkerCounters, recorder::Kind, Shared};
+use crate::model::Ctx;
 use crate::rng::{Rng, Stream};
 use crate::sched::{self, det, stress::Injector, Mode};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-/// What a model operation sees of the engine.
+/// The engine's side of the model contract ([`Ctx`]) for one operation.
 pub struct OpCtx<'a> {
     worker: usize,
     threads: usize,
@@ -16,29 +17,24 @@ pub struct OpCtx<'a> {
     counters: &'a WorkerCounters,
 }
 
-impl OpCtx<'_> {
-    /// This worker's index (a model may map it to a vCPU).
-    pub fn worker(&self) -> usize {
+impl Ctx for OpCtx<'_> {
+    fn worker(&self) -> usize {
         self.worker
     }
 
-    pub fn threads(&self) -> usize {
+    fn threads(&self) -> usize {
         self.threads
     }
 
-    /// The worker's op stream: the same sequence for the same seed and index.
-    pub fn rng(&mut self) -> &mut Rng {
+    fn rng(&mut self) -> &mut Rng {
         self.rng
     }
 
-    /// Counts one entry into race window `id` (an index into the model's
-    /// `coverage_names`).
-    pub fn cover(&self, id: usize) {
+    fn cover(&self, id: usize) {
         self.counters.cover(id);
     }
 
-    /// Notes an event in the flight recorder (shown in failure reports).
-    pub fn event(&self, what: &'static str, a: u64, b: u64) {
+    fn event(&self, what: &'static str, a: u64, b: u64) {
         self.shared.recorder.record(self.worker, Kind::Event, what, a, b);
     }
 }
@@ -115,7 +111,7 @@ fn ops_loop(shared: &Shared, idx: usize, mix: &Mix) {
     let cfg = &shared.cfg;
     let mut rng = Rng::stream(cfg.seed, Stream::Ops, idx as u64);
     let counters = &shared.counters.workers[idx];
-    let ops = shared.model.ops();
+    let ops = shared.desc.ops;
     let mut done = 0u64;
     let mut asked = 0u64;
     let mut check = || shared.quiescent_check();

@@ -18,7 +18,7 @@
 
 use super::mem::{Arena, Pfn, PAGE_SIZE};
 use super::Violation;
-use crate::sched::Backoff;
+use crate::sync::Backoff;
 use crate::sync::{AtomicU32, AtomicU64, RawSpinLock, Srcu};
 use std::fmt::Write;
 use std::sync::atomic::Ordering::{AcqRel, Acquire, Release};

@@ -9,45 +9,57 @@
 //!
 //! In stress mode both hang and the watchdog reports a stall.
 
-use crate::engine::OpCtx;
-use crate::model::{Model, ModelConfig, ModelInfo, OpSpec, VariantInfo, Violation};
+use crate::model::{
+    Ctx, Expect, Model, ModelConfig, ModelDesc, OpDesc, RoleDesc, VariantDesc, VariantKind, Violation,
+};
 use crate::sync::{AtomicBool, RawSpinLock};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-static VARIANTS: &[VariantInfo] = &[
-    VariantInfo {
-        name: "deadlock",
-        commit: "-",
-        needs_concurrency: true,
-        expect_violation: false,
-        summary: "AB-BA lock order between two workers",
-    },
-    VariantInfo {
-        name: "livelock",
-        commit: "-",
-        needs_concurrency: false,
-        expect_violation: false,
-        summary: "a poll loop without Backoff on a flag nobody sets",
-    },
-];
-
-static OPS: &[OpSpec] = &[OpSpec {
-    name: "step",
-    role: 0,
-    weight: 1,
-}];
-
-pub static INFO: ModelInfo = ModelInfo {
+/// The self-test model's facts (hidden from `list`).
+pub static DESC: ModelDesc = ModelDesc {
     name: "testing",
-    summary: "scheduler self-test: deadlock and livelock (hidden)",
-    variants: VARIANTS,
-    ops: || OPS,
+    protocol: "scheduler self-test: deadlock and livelock (hidden)",
+    kernel_files: &[],
+    seed: "-",
+    spec: "-",
+    roles: &[RoleDesc {
+        name: "worker",
+        doc: "runs the one op",
+    }],
+    ops: &[OpDesc {
+        name: "step",
+        role: 0,
+        weight: 1,
+        doc: "take two locks in a worker-dependent order, or poll a flag nobody sets",
+    }],
+    params: &[],
+    coverage: &[],
+    variants: &[
+        VariantDesc {
+            name: "deadlock",
+            commit: "-",
+            kind: VariantKind::Race,
+            expect: Expect::Stall,
+            cells: &[],
+            needs_concurrency: true,
+            doc: "AB-BA lock order between two workers",
+        },
+        VariantDesc {
+            name: "livelock",
+            commit: "-",
+            kind: VariantKind::Race,
+            expect: Expect::Stall,
+            cells: &[],
+            needs_concurrency: false,
+            doc: "a poll loop without Backoff on a flag nobody sets",
+        },
+    ],
+    hidden: true,
     build,
 };
 
 fn build(cfg: &ModelConfig) -> Result<Arc<dyn Model>, String> {
-    crate::model::reject_unknown_params(&cfg.params, &[])?;
     Ok(Arc::new(Testing {
         livelock: cfg.variant.name == "livelock",
         a: RawSpinLock::new(),
@@ -64,19 +76,11 @@ struct Testing {
 }
 
 impl Model for Testing {
-    fn ops(&self) -> &'static [OpSpec] {
-        OPS
-    }
-
     fn worker_roles(&self, threads: usize) -> Vec<u32> {
         vec![1; threads]
     }
 
-    fn coverage_names(&self) -> &'static [&'static str] {
-        &[]
-    }
-
-    fn step(&self, cx: &mut OpCtx, _op: usize) -> Result<(), Violation> {
+    fn step(&self, cx: &mut dyn Ctx, _op: usize) -> Result<(), Violation> {
         if self.livelock {
             while !self.never.load(Ordering::Acquire) {}
             return Ok(());

@@ -8,7 +8,7 @@
 //! reads a clock, a thread id or a hash map, so the same strategy and seed give the
 //! same schedule and a byte-identical trace.
 //!
-//! A failed wait ([`Backoff::spin`](super::Backoff::spin)) marks its thread *blocked*:
+//! A failed wait ([`Backoff::spin`](crate::sync::Backoff::spin)) marks its thread *blocked*:
 //! it cannot make progress until another thread changes something — unless another
 //! thread made progress since its previous failed wait: then the failure may come
 //! from a stale read (switched out between the load and the CAS of a `try_lock`,

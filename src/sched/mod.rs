@@ -3,7 +3,7 @@
 //! Models and the `sync` primitives call [`point`] wherever another CPU could act
 //! between two steps of a protocol (every atomic access of the facade, every lock
 //! operation, and the explicit race windows a spec lists). A waiter whose condition
-//! is still false calls [`Backoff::spin`] instead, which tells the scheduler that this
+//! is still false calls [`Backoff::spin`](crate::sync::Backoff::spin) instead, which tells the scheduler that this
 //! thread cannot make progress by itself.
 //!
 //! What a point *does* depends on the thread's [`Mode`]:
@@ -54,7 +54,7 @@ impl Site {
 #[macro_export]
 macro_rules! point {
     ($name:expr) => {
-        $crate::sched::point($crate::sched::Site::new($name))
+        $crate::sync::point($crate::sync::Site::new($name))
     };
 }
 
@@ -62,7 +62,7 @@ macro_rules! point {
 #[macro_export]
 macro_rules! window {
     ($name:expr) => {
-        $crate::sched::point($crate::sched::Site::window($name))
+        $crate::sync::point($crate::sync::Site::window($name))
     };
 }
 
@@ -106,7 +106,7 @@ pub fn point(site: Site) {
 
 /// A failed wait or a yield. Returns true if a det scheduler took it (the caller
 /// must not also back off in real time: the scheduler already ran someone else).
-fn wait_point(site: Site, kind: det::Point) -> bool {
+pub(crate) fn wait_point(site: Site, kind: det::Point) -> bool {
     MODE.with(|m| match m.borrow_mut().as_mut() {
         Some(Mode::Det(h)) => {
             h.det.step(h.idx, &site, kind);
@@ -128,46 +128,4 @@ pub fn op(name: Option<&'static str>) {
             h.det.op(h.idx, name);
         }
     });
-}
-
-/// Escalating wait for a condition another thread must make true.
-///
-/// Spins briefly, then yields, then sleeps, so that 64 workers on 2 cores never
-/// livelock on each other's spin loops.
-pub struct Backoff {
-    site: Site,
-    rounds: u32,
-}
-
-impl Backoff {
-    #[track_caller]
-    pub fn new(name: &'static str) -> Self {
-        Backoff {
-            site: Site::new(name),
-            rounds: 0,
-        }
-    }
-
-    /// One failed attempt: wait a little before the caller re-checks.
-    pub fn spin(&mut self) {
-        self.pause(det::Point::Wait);
-    }
-
-    /// `cond_resched()` in a retry loop: let others run, without claiming that this
-    /// thread cannot go on by itself (its next attempt may succeed).
-    pub fn yield_now(&mut self) {
-        self.pause(det::Point::Yield);
-    }
-
-    fn pause(&mut self, kind: det::Point) {
-        self.rounds = self.rounds.saturating_add(1);
-        if !wait_point(self.site, kind) {
-            stress::backoff(self.rounds);
-        }
-    }
-
-    /// How many failed attempts so far (coverage: a contended wait).
-    pub fn rounds(&self) -> u32 {
-        self.rounds
-    }
 }

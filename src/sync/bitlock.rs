@@ -7,7 +7,7 @@
 //! one store.
 
 use super::AtomicU64;
-use crate::sched::Backoff;
+use crate::sync::Backoff;
 use std::sync::atomic::Ordering;
 
 /// Sets `lock` in `word` only if none of `lock | forbid` is set, in one CAS — the shape

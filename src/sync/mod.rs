@@ -1,7 +1,7 @@
 //! Kernel-style synchronisation on real atomics.
 //!
 //! Every operation is a preemption point ([`crate::sched::point`]) and every wait is a
-//! [`Backoff`](crate::sched::Backoff) loop, so the same primitives serve stress mode
+//! [`Backoff`] loop, so the same primitives serve stress mode
 //! (real contention plus injected delays) and can be driven by a scheduler. Locks are
 //! *raw* — `lock`/`unlock` rather than RAII only — because the kernel paths being
 //! modelled drop and retake locks in the middle of a function (`hva_to_pfn_retry`,
@@ -10,13 +10,18 @@
 //! uncontended.
 
 pub mod atomic;
+mod backoff;
 pub mod bitlock;
 pub mod mutex;
 pub mod rwlock;
 pub mod spinlock;
 pub mod srcu;
 
+/// The preemption-point hook, re-exported so that models reach the scheduler only
+/// through this facade (as shuttle's models see only its `sync` module).
+pub use crate::sched::{point, Site};
 pub use atomic::{AtomicBool, AtomicU32, AtomicU64};
+pub use backoff::Backoff;
 pub use mutex::Mutex;
 pub use rwlock::RawRwLock;
 pub use spinlock::{RawSpinLock, SpinLock};

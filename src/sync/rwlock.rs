@@ -10,7 +10,8 @@
 //! changed state, so waiters retrying it in a loop would look like progress to each
 //! other forever (a livelock of two waiters while the holder never runs).
 
-use crate::sched::{point, Backoff, Site};
+use crate::sched::{point, Site};
+use crate::sync::Backoff;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 const WRITER: u64 = 1 << 63;

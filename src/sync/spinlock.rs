@@ -1,6 +1,7 @@
 //! `spinlock_t`: a test-and-test-and-set lock.
 
-use crate::sched::{point, Backoff, Site};
+use crate::sched::{point, Site};
+use crate::sync::Backoff;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// A raw spin lock: `lock`/`unlock` in any code shape.

@@ -12,7 +12,8 @@
 //! holds the old table when `mmu_ready` returns to 1.
 
 use super::RawSpinLock;
-use crate::sched::{point, Backoff, Site};
+use crate::sched::{point, Site};
+use crate::sync::Backoff;
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering::SeqCst};
 
 #[derive(Debug, Default)]

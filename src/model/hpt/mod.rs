@@ -19,10 +19,9 @@ mod table;
 mod vcpu;
 mod walker;
 
-use crate::engine::OpCtx;
 use crate::model::{
-    param_bool, param_u64, reject_unknown_params, Model, ModelConfig, ModelInfo, OpSpec, VariantInfo,
-    Violation,
+    CoverDesc, Ctx, Expect, Model, ModelConfig, ModelDesc, OpDesc, ParamDesc, ParamKind, RoleDesc,
+    VariantDesc, VariantKind, Violation,
 };
 use crate::sync::{AtomicBool, Mutex, RawSpinLock, Srcu};
 use std::sync::atomic::{AtomicU64 as StdU64, Ordering};
@@ -41,64 +40,19 @@ struct Checks {
     fault_recheck: bool,
 }
 
-pub static VARIANTS: &[VariantInfo] = &[
-    VariantInfo {
-        name: "fixed",
-        commit: "38c53af85306",
-        needs_concurrency: false,
-        expect_violation: false,
-        summary: "mmu_ready re-checked in the run loop, with interrupts off, and in the page fault",
-    },
-    VariantInfo {
-        name: "buggy",
-        commit: "5e9859699aba",
-        needs_concurrency: true,
-        expect_violation: true,
-        summary: "before 38c53af85306: vCPUs re-enter the guest and re-validate entries during rehash",
-    },
-];
-
-/// Role bits of [`OPS`].
+/// Role bits of the descriptor's ops.
 const VCPU: u32 = 0;
 const RESIZER: u32 = 1;
 const WALKER: u32 = 2;
 
-/// Op ids (indices into [`OPS`]).
+/// Op ids (indices into the descriptor's ops).
 const OP_KVM_RUN: usize = 0;
 const OP_PREPARE: usize = 1;
 const OP_COMMIT: usize = 2;
 const OP_UNMAP: usize = 3;
 const OP_AGE: usize = 4;
 
-static OPS: &[OpSpec] = &[
-    OpSpec {
-        name: "kvm_run",
-        role: VCPU,
-        weight: 1,
-    },
-    OpSpec {
-        name: "resize_prepare",
-        role: RESIZER,
-        weight: 1,
-    },
-    OpSpec {
-        name: "resize_commit",
-        role: RESIZER,
-        weight: 1,
-    },
-    OpSpec {
-        name: "notifier_unmap",
-        role: WALKER,
-        weight: 2,
-    },
-    OpSpec {
-        name: "age_rmap",
-        role: WALKER,
-        weight: 1,
-    },
-];
-
-/// Coverage counters: how often each race window of the spec was entered.
+/// Coverage counter ids (indices into the descriptor's coverage).
 mod cov {
     pub const IPI_WAITED_FOR_GUEST: usize = 0;
     pub const ENTRY_REFUSED_NOT_READY: usize = 1;
@@ -110,25 +64,198 @@ mod cov {
     pub const GROW_COMMITTED: usize = 7;
     pub const WALKER_HPTE_BUSY: usize = 8;
     pub const COMMIT_ERROR_PATH: usize = 9;
-    pub const NAMES: &[&str] = &[
-        "ipi_waited_for_guest_exit",
-        "guest_entry_refused_mmu_not_ready",
-        "fault_bailed_mmu_not_ready",
-        "fault_on_stale_table",
-        "setup_blocked_by_resize",
-        "fault_overlapped_commit",
-        "shrinking_resize_committed",
-        "growing_resize_committed",
-        "walker_hpte_lock_busy",
-        "commit_error_path",
-    ];
 }
 
-pub static INFO: ModelInfo = ModelInfo {
+/// The HPT model's facts: ops, params, coverage, variants.
+pub static DESC: ModelDesc = ModelDesc {
     name: "hpt",
-    summary: "HPT resize vs page faults / H_ENTER / H_REMOVE (PPC Book3S HV, 38c53af85306)",
-    variants: VARIANTS,
-    ops: || OPS,
+    protocol: "HPT resize vs page faults / H_ENTER / H_REMOVE (PPC Book3S HV, 38c53af85306)",
+    kernel_files: &[
+        "arch/powerpc/kvm/book3s_64_mmu_hv.c",
+        "arch/powerpc/kvm/book3s_hv.c",
+        "arch/powerpc/kvm/book3s_hv_rm_mmu.c",
+    ],
+    seed: "000_8347254e9178b5f1.txt",
+    spec: "hpt-resize.md",
+    roles: &[
+        RoleDesc {
+            name: "vCPU",
+            doc: "KVM_RUN passes: guest accesses, H_ENTER, H_REMOVE, host page faults",
+        },
+        RoleDesc {
+            name: "resizer",
+            doc: "KVM_PPC_RESIZE_HPT_PREPARE and _COMMIT",
+        },
+        RoleDesc {
+            name: "walker",
+            doc: "mmu-notifier rmap walks: kvm_unmap_rmapp and aging",
+        },
+    ],
+    ops: &[
+        OpDesc {
+            name: "kvm_run",
+            role: VCPU,
+            weight: 1,
+            doc: "kvmppc_vcpu_run_hv: setup, run-loop passes that may enter the guest",
+        },
+        OpDesc {
+            name: "resize_prepare",
+            role: RESIZER,
+            weight: 1,
+            doc: "kvm_vm_ioctl_resize_hpt_prepare: allocate the next table",
+        },
+        OpDesc {
+            name: "resize_commit",
+            role: RESIZER,
+            weight: 1,
+            doc: "kvm_vm_ioctl_resize_hpt_commit: clear mmu_ready, IPI, rehash, pivot",
+        },
+        OpDesc {
+            name: "notifier_unmap",
+            role: WALKER,
+            weight: 2,
+            doc: "kvm_unmap_rmapp over one gfn's rmap chain",
+        },
+        OpDesc {
+            name: "age_rmap",
+            role: WALKER,
+            weight: 1,
+            doc: "kvm_age_rmapp: clear the referenced bits of one chain",
+        },
+    ],
+    params: &[
+        ParamDesc {
+            name: "order_large",
+            kind: ParamKind::Int {
+                default: 10,
+                min: 8,
+                max: 18,
+            },
+            doc: "log2 bytes of the larger of the two table sizes the resizer alternates",
+        },
+        ParamDesc {
+            name: "order_small",
+            kind: ParamKind::Int {
+                default: 8,
+                min: 8,
+                max: 18,
+            },
+            doc: "log2 bytes of the smaller table (not above order_large)",
+        },
+        ParamDesc {
+            name: "pages",
+            kind: ParamKind::Int {
+                default: 32,
+                min: 1,
+                max: 1 << 16,
+            },
+            doc: "guest real pages (rmap words)",
+        },
+        ParamDesc {
+            name: "vas",
+            kind: ParamKind::Int {
+                default: 96,
+                min: 1,
+                max: 1 << 20,
+            },
+            doc: "guest virtual pages the vCPUs touch",
+        },
+        ParamDesc {
+            name: "bolted",
+            kind: ParamKind::Int {
+                default: 4,
+                min: 0,
+                max: 64,
+            },
+            doc: "virtual pages below this are entered BOLTED (survive a resize, ABSENT)",
+        },
+        ParamDesc {
+            name: "passes",
+            kind: ParamKind::Int {
+                default: 4,
+                min: 1,
+                max: 1000,
+            },
+            doc: "run-loop passes per kvm_run op",
+        },
+        ParamDesc {
+            name: "accesses",
+            kind: ParamKind::Int {
+                default: 12,
+                min: 1,
+                max: 10_000,
+            },
+            doc: "guest accesses per guest entry",
+        },
+        ParamDesc {
+            name: "checks",
+            kind: ParamKind::Bool { default: true },
+            doc: "evaluate per-op invariants (off only to measure their cost)",
+        },
+    ],
+    coverage: &[
+        CoverDesc {
+            name: "ipi_waited_for_guest_exit",
+            doc: "resize_hpt_commit's IPI found a vCPU in the guest and waited for its exit",
+        },
+        CoverDesc {
+            name: "guest_entry_refused_mmu_not_ready",
+            doc: "kvmppc_run_core's interrupts-off recheck saw !mmu_ready and refused entry",
+        },
+        CoverDesc {
+            name: "fault_bailed_mmu_not_ready",
+            doc: "kvmppc_book3s_hv_page_fault saw !mmu_ready under the HPTE lock and bailed",
+        },
+        CoverDesc {
+            name: "fault_on_stale_table",
+            doc: "a host fault resumed after a whole commit replaced the table it started on",
+        },
+        CoverDesc {
+            name: "setup_blocked_by_resize",
+            doc: "kvmppc_hv_setup_htab_rma waited on kvm->lock while a resize was in progress",
+        },
+        CoverDesc {
+            name: "fault_overlapped_commit",
+            doc: "a host fault ran while a commit was rehashing or IPI-ing its table",
+        },
+        CoverDesc {
+            name: "shrinking_resize_committed",
+            doc: "a commit pivoted to a smaller table",
+        },
+        CoverDesc {
+            name: "growing_resize_committed",
+            doc: "a commit pivoted to a larger table",
+        },
+        CoverDesc {
+            name: "walker_hpte_lock_busy",
+            doc: "an rmap walker found an HPTE locked by a fault or rehash and retried",
+        },
+        CoverDesc {
+            name: "commit_error_path",
+            doc: "a commit took -ENXIO (nothing prepared) or -ENOSPC (rehash failed)",
+        },
+    ],
+    variants: &[
+        VariantDesc {
+            name: "fixed",
+            commit: "38c53af85306",
+            kind: VariantKind::Fixed,
+            expect: Expect::Clean,
+            cells: &[],
+            needs_concurrency: false,
+            doc: "mmu_ready re-checked in the run loop, with interrupts off, and in the page fault",
+        },
+        VariantDesc {
+            name: "buggy",
+            commit: "5e9859699aba",
+            kind: VariantKind::Race,
+            expect: Expect::Caught(&["R1", "R2", "R3", "R4"]),
+            cells: &[],
+            needs_concurrency: true,
+            doc: "before 38c53af85306: vCPUs re-enter the guest and re-validate entries during rehash",
+        },
+    ],
+    hidden: false,
     build,
 };
 
@@ -153,44 +280,26 @@ struct Params {
     checks: bool,
 }
 
-const PARAM_KEYS: &[&str] = &[
-    "order_large",
-    "order_small",
-    "pages",
-    "vas",
-    "bolted",
-    "passes",
-    "accesses",
-    "checks",
-];
-
 fn build(cfg: &ModelConfig) -> Result<Arc<dyn Model>, String> {
     let p = &cfg.params;
-    reject_unknown_params(p, PARAM_KEYS)?;
     let params = Params {
-        order_large: param_u64(p, "order_large", 10, 8..=18)? as u32,
-        order_small: param_u64(p, "order_small", 8, 8..=18)? as u32,
-        pages: param_u64(p, "pages", 32, 1..=1 << 16)?,
-        vas: param_u64(p, "vas", 96, 1..=1 << 20)?,
-        bolted: param_u64(p, "bolted", 4, 0..=64)?,
-        passes: param_u64(p, "passes", 4, 1..=1000)?,
-        accesses: param_u64(p, "accesses", 12, 1..=10_000)?,
-        checks: param_bool(p, "checks", true)?,
+        order_large: p.int("order_large") as u32,
+        order_small: p.int("order_small") as u32,
+        pages: p.int("pages"),
+        vas: p.int("vas"),
+        bolted: p.int("bolted"),
+        passes: p.int("passes"),
+        accesses: p.int("accesses"),
+        checks: p.flag("checks"),
     };
     if params.order_small > params.order_large {
         return Err("params.order_small must not exceed params.order_large".into());
     }
-    let checks = match cfg.variant.name {
-        "fixed" => Checks {
-            setup_in_loop: true,
-            irqoff_recheck: true,
-            fault_recheck: true,
-        },
-        _ => Checks {
-            setup_in_loop: false,
-            irqoff_recheck: false,
-            fault_recheck: false,
-        },
+    let fixed = cfg.variant.name == "fixed";
+    let checks = Checks {
+        setup_in_loop: fixed,
+        irqoff_recheck: fixed,
+        fault_recheck: fixed,
     };
     Ok(Arc::new(Hpt::new(params, checks, cfg.threads)))
 }
@@ -295,10 +404,6 @@ impl Hpt {
 }
 
 impl Model for Hpt {
-    fn ops(&self) -> &'static [OpSpec] {
-        OPS
-    }
-
     fn worker_roles(&self, threads: usize) -> Vec<u32> {
         let all = 1 << VCPU | 1 << RESIZER | 1 << WALKER;
         match threads {
@@ -314,18 +419,14 @@ impl Model for Hpt {
         }
     }
 
-    fn coverage_names(&self) -> &'static [&'static str] {
-        cov::NAMES
-    }
-
-    fn step(&self, cx: &mut OpCtx, op: usize) -> Result<(), Violation> {
+    fn step(&self, cx: &mut dyn Ctx, op: usize) -> Result<(), Violation> {
         match op {
             OP_KVM_RUN => self.kvm_run(cx),
             OP_PREPARE => self.resize_prepare(cx),
             OP_COMMIT => self.resize_commit(cx),
             OP_UNMAP => self.notifier_unmap(cx),
             OP_AGE => self.age_rmap(cx),
-            _ => unreachable!("op id {op} outside OPS"),
+            _ => unreachable!("op id {op} outside the descriptor's ops"),
         }
     }
 

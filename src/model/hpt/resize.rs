@@ -4,10 +4,10 @@
 
 use super::table::{self, Table, GROUP, RMAP_PRESENT, V_ABSENT, V_BOLTED, V_HVLOCK, V_VALID};
 use super::{cov, Hpt};
-use crate::engine::OpCtx;
+use crate::model::Ctx;
 use crate::model::Violation;
-use crate::sched::Backoff;
 use crate::sync::atomic::fence;
+use crate::sync::Backoff;
 use crate::window;
 use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 use std::sync::Arc;
@@ -19,7 +19,7 @@ impl Hpt {
     /// Prepare a resize to the other size (mostly shrinking, per the spec's bias).
     /// The kernel allocates in a workqueue and userspace polls; the model allocates
     /// under `kvm->lock` at once, which only removes a harmless "not ready" retry.
-    pub(super) fn resize_prepare(&self, _cx: &mut OpCtx) -> Result<(), Violation> {
+    pub(super) fn resize_prepare(&self, _cx: &mut dyn Ctx) -> Result<(), Violation> {
         let cur_order = self.current().order;
         let order = if cur_order == self.params.order_large {
             self.params.order_small
@@ -34,7 +34,7 @@ impl Hpt {
 
     /// The commit, in the kernel's order. Failed commits (nothing prepared, or a
     /// bolted collision) still clear the flag, fence, IPI and set it again.
-    pub(super) fn resize_commit(&self, cx: &mut OpCtx) -> Result<(), Violation> {
+    pub(super) fn resize_commit(&self, cx: &mut dyn Ctx) -> Result<(), Violation> {
         let mut rec = self.kvm_lock.lock();
         if !self.mmu_ready.load(SeqCst) {
             return Ok(()); // -EIO
@@ -80,7 +80,7 @@ impl Hpt {
 
     /// `on_each_cpu(resize_hpt_boot_vcpu, NULL, 1)`: wait until every vCPU that had
     /// interrupts off (past its entry check, or in the guest) has exited once.
-    fn ipi_all_vcpus(&self, cx: &OpCtx) {
+    fn ipi_all_vcpus(&self, cx: &dyn Ctx) {
         for v in &self.vcpus {
             let w = v.run.load(SeqCst);
             if w & 1 == 0 {
@@ -97,7 +97,7 @@ impl Hpt {
 
     /// `resize_hpt_rehash()`: every entry of the old table, publishing the ghost
     /// cursor after each entry is unlocked. `Err` is `-ENOSPC`.
-    fn rehash(&self, cx: &OpCtx, old: &Table, new: &Table) -> Result<(), ()> {
+    fn rehash(&self, cx: &dyn Ctx, old: &Table, new: &Table) -> Result<(), ()> {
         self.ghost.set_rehash(old.gen, 0);
         for i in 0..old.npte() {
             let r = self.rehash_hpte(old, new, i);
@@ -158,7 +158,7 @@ impl Hpt {
     }
 
     /// `resize_hpt_pivot()`: swap under `mmu_lock`, then `synchronize_srcu_expedited()`.
-    fn pivot(&self, cx: &OpCtx, new: &Arc<Table>) {
+    fn pivot(&self, cx: &dyn Ctx, new: &Arc<Table>) {
         self.mmu_lock.lock();
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::clone(new);
         self.mmu_lock.unlock();

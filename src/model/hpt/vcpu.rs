@@ -4,7 +4,7 @@
 
 use super::table::{self, Table, AVPN_SHIFT, GROUP, RMAP_PRESENT, V_ABSENT, V_BOLTED, V_HVLOCK, V_VALID};
 use super::{cov, Hpt, Vcpu};
-use crate::engine::OpCtx;
+use crate::model::Ctx;
 use crate::model::Violation;
 use crate::{point, window};
 use std::sync::atomic::Ordering::{Relaxed, SeqCst};
@@ -48,7 +48,7 @@ impl Hpt {
     ///
     /// R4 is reported at the end of the op, so that a fault of the same op that
     /// corrupted a chain (R3) is reported first: the corruption is what matters.
-    pub(super) fn kvm_run(&self, cx: &mut OpCtx) -> Result<(), Violation> {
+    pub(super) fn kvm_run(&self, cx: &mut dyn Ctx) -> Result<(), Violation> {
         let vcpu = &self.vcpus[cx.worker()];
         let mut r4 = None;
         if !self.checks.setup_in_loop && !self.mmu_ready.load(SeqCst) {
@@ -85,7 +85,7 @@ impl Hpt {
 
     /// R4: no vCPU enters the guest between the end of a resize commit's IPI and
     /// `mmu_ready = 1`. Checked at guest entry, after the entry checks passed.
-    fn r4_check(&self, cx: &OpCtx) -> Option<Violation> {
+    fn r4_check(&self, cx: &dyn Ctx) -> Option<Violation> {
         if !self.params.checks || self.ghost.ipi_window.load(SeqCst) == 0 {
             return None;
         }
@@ -108,7 +108,7 @@ impl Hpt {
 
     /// `kvmhv_setup_mmu()`: under `kvm->lock`, which a resize commit holds for its
     /// whole duration — so this blocks until the commit is over.
-    fn setup_htab(&self, cx: &OpCtx) {
+    fn setup_htab(&self, cx: &dyn Ctx) {
         let resizing = self.ghost.rehash().is_some() || self.ghost.ipi_window.load(SeqCst) != 0;
         let _kvm = self.kvm_lock.lock();
         if resizing {
@@ -121,7 +121,7 @@ impl Hpt {
 
     /// Guest execution: accesses through the current table, H_ENTER on a miss,
     /// occasional H_REMOVE, until the accesses run out, a page fault, or the IPI.
-    fn guest(&self, cx: &mut OpCtx, vcpu: &Vcpu) -> Result<Exit, Violation> {
+    fn guest(&self, cx: &mut dyn Ctx, vcpu: &Vcpu) -> Result<Exit, Violation> {
         let t = self.current();
         cx.event(
             "guest.enter",
@@ -158,7 +158,7 @@ impl Hpt {
 
     /// Mostly uniform; while a rehash runs, half the time an entry just behind the
     /// cursor (the spec's bias: the race needs an access to an already-rehashed entry).
-    fn pick_va(&self, cx: &mut OpCtx, t: &Table) -> u64 {
+    fn pick_va(&self, cx: &mut dyn Ctx, t: &Table) -> u64 {
         let cursor = self.ghost.cursor_in(t.gen).unwrap_or(0);
         if cursor > 0 && cx.rng().chance(0.5) {
             let back = cx.rng().index(cursor.min(2 * GROUP)) + 1;
@@ -194,7 +194,7 @@ impl Hpt {
     }
 
     /// `kvmppc_do_h_enter()` for `va` into its PTEG; false on `H_PTEG_FULL`.
-    fn h_enter(&self, cx: &mut OpCtx, t: &Table, base: usize, va: u64) -> Result<bool, Violation> {
+    fn h_enter(&self, cx: &mut dyn Ctx, t: &Table, base: usize, va: u64) -> Result<bool, Violation> {
         let bolted = if va < self.params.bolted { V_BOLTED } else { 0 };
         let pteh = va << AVPN_SHIFT | bolted | V_VALID;
         let gfn = self.gfn_of(va);
@@ -227,7 +227,7 @@ impl Hpt {
     }
 
     /// The guest evicts a random entry of a full PTEG (as Linux's hash code does).
-    fn evict(&self, cx: &mut OpCtx, t: &Table, base: usize) -> Result<(), Violation> {
+    fn evict(&self, cx: &mut dyn Ctx, t: &Table, base: usize) -> Result<(), Violation> {
         let i = base + cx.rng().index(GROUP);
         let v = t.v[i].load(Relaxed);
         if v & V_BOLTED == 0 && v & (V_VALID | V_ABSENT) != 0 {
@@ -237,7 +237,7 @@ impl Hpt {
     }
 
     /// `kvmppc_do_h_remove()` with `H_AVPN`: remove entry `i` if it still maps `va`.
-    fn h_remove(&self, cx: &OpCtx, t: &Table, i: usize, va: u64) -> Result<(), Violation> {
+    fn h_remove(&self, cx: &dyn Ctx, t: &Table, i: usize, va: u64) -> Result<(), Violation> {
         let v = t.lock(i) & !V_HVLOCK;
         if v & (V_ABSENT | V_VALID) == 0 || table::avpn(v) != va {
             t.unlock(i, v);
@@ -265,7 +265,7 @@ impl Hpt {
     }
 
     /// `kvmppc_book3s_hv_page_fault()`, HPT path, inside the SRCU read side.
-    fn page_fault(&self, cx: &mut OpCtx, f: Fault) -> Result<(), Violation> {
+    fn page_fault(&self, cx: &mut dyn Ctx, f: Fault) -> Result<(), Violation> {
         let t: Arc<Table> = self.current();
         if t.gen != f.gen {
             // The spec's caveat (both variants): the kernel indexes the new table with

@@ -7,9 +7,9 @@
 
 use super::table::{self, Table, RMAP_INDEX, RMAP_PRESENT, V_HVLOCK, V_VALID};
 use super::{cov, Hpt};
-use crate::engine::OpCtx;
+use crate::model::Ctx;
 use crate::model::Violation;
-use crate::sched::Backoff;
+use crate::sync::Backoff;
 use std::sync::atomic::Ordering::Relaxed;
 
 impl Hpt {
@@ -26,7 +26,7 @@ impl Hpt {
 
     /// `kvm_unmap_rmapp()` for a random guest page: unlink every chain member and make
     /// it ABSENT, checking R1 and R2 on the way.
-    pub(super) fn notifier_unmap(&self, cx: &mut OpCtx) -> Result<(), Violation> {
+    pub(super) fn notifier_unmap(&self, cx: &mut dyn Ctx) -> Result<(), Violation> {
         let gfn = cx.rng().below(self.params.pages);
         self.in_notifier(|t| {
             let mut busy = Backoff::new("hpt.unmap_rmapp.hpte_busy");
@@ -61,7 +61,7 @@ impl Hpt {
 
     /// `kvm_age_rmapp()`: walk the chain under the rmap lock, clearing referenced bits
     /// of entries it can try-lock; checks R1 and R2.
-    pub(super) fn age_rmap(&self, cx: &mut OpCtx) -> Result<(), Violation> {
+    pub(super) fn age_rmap(&self, cx: &mut dyn Ctx) -> Result<(), Violation> {
         let gfn = cx.rng().below(self.params.pages);
         self.in_notifier(|t| {
             let w = self.rmap.lock(gfn);

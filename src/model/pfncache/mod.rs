@@ -35,11 +35,11 @@ mod ops;
 mod protocol;
 mod refresh;
 
-use crate::engine::OpCtx;
 use crate::model::notifier::{Layout, Mmu};
+use crate::model::Ctx;
 use crate::model::{
-    param_bool, param_u64, reject_unknown_params, Model, ModelConfig, ModelInfo, OpSpec, VariantInfo,
-    Violation,
+    CoverDesc, Expect, Model, ModelConfig, ModelDesc, OpDesc, ParamDesc, ParamKind, RoleDesc, VariantDesc,
+    VariantKind, Violation,
 };
 use crate::rng::Rng;
 use crate::sync::RawSpinLock;
@@ -47,109 +47,177 @@ use cache::Gpc;
 use protocol::Protocol;
 use std::sync::Arc;
 
-pub static VARIANTS: &[VariantInfo] = &[
-    VariantInfo {
-        name: "fixed",
-        commit: "mainline",
-        needs_concurrency: false,
-        expect_violation: false,
-        summary:
-            "mainline pfncache.c: refresh_lock, valid only at install, count+seq retry, read-lock pre-check",
-    },
-    VariantInfo {
-        name: "speculative-valid",
-        commit: "58cd407c",
-        needs_concurrency: true,
-        expect_violation: true,
-        summary: "refresh drops the lock with placeholder valid=true; retry tests in_progress, not the count",
-    },
-    VariantInfo {
-        name: "no-refresh-lock",
-        commit: "93984f19",
-        needs_concurrency: true,
-        expect_violation: true,
-        summary: "no gpc->refresh_lock: two refreshes of one cache interleave around the dropped lock",
-    },
-    VariantInfo {
-        name: "inactive-refresh",
-        commit: "ecbcf030",
-        needs_concurrency: true,
-        expect_violation: true,
-        summary: "check/refresh ignore `active`; activate resets fields unlocked and lists after activating",
-    },
-    VariantInfo {
-        name: "lock-reinit",
-        commit: "52491a38",
-        needs_concurrency: true,
-        expect_violation: true,
-        summary: "activate re-initialises gpc->lock, under a reader that still holds it",
-    },
-    VariantInfo {
-        name: "deactivate-race",
-        commit: "6addfcf2",
-        needs_concurrency: true,
-        expect_violation: true,
-        summary: "activate/deactivate outside refresh_lock: a refresh re-installs what deactivate unmapped",
-    },
-    VariantInfo {
-        name: "same-page-khva",
-        commit: "8332f0ed",
-        needs_concurrency: false,
-        expect_violation: true,
-        summary: "a move within the same page keeps the old khva offset",
-    },
-    VariantInfo {
-        name: "double-put",
-        commit: "79593c08",
-        needs_concurrency: false,
-        expect_violation: true,
-        summary: "pinning era: a failed translation releases the pfn but leaves gpc->pfn/khva naming it",
-    },
-    VariantInfo {
-        name: "leaked-ref",
-        commit: "3dddf65b",
-        needs_concurrency: false,
-        expect_violation: true,
-        summary: "pinning era: a refresh that finds the same pfn keeps a second reference",
-    },
-    VariantInfo {
-        name: "len-after-activate",
-        commit: "5c9ca4ed",
-        needs_concurrency: false,
-        expect_violation: true,
-        summary: "the length is checked after the cache is listed and active, leaving it without an address",
-    },
-    VariantInfo {
-        name: "invalid-gpa",
-        commit: "fc62a4e8",
-        needs_concurrency: false,
-        expect_violation: true,
-        summary: "activate(INVALID_GPA) is accepted, leaving an active cache without an address",
-    },
-    VariantInfo {
-        name: "no-recheck",
-        commit: "9fa336e3 reverted",
-        needs_concurrency: true,
-        expect_violation: false,
-        summary: "negative control: the walk clears valid without re-checking under the write lock",
-    },
-];
-
-pub static INFO: ModelInfo = ModelInfo {
+/// The pfncache model's facts: ops, params, coverage, variants.
+pub static DESC: ModelDesc = ModelDesc {
     name: "pfncache",
-    summary:
-        "gfn_to_pfn_cache vs mmu-notifier invalidation, activate/deactivate/refresh (virt/kvm/pfncache.c)",
-    variants: VARIANTS,
-    ops: || OPS,
+    protocol: "gfn_to_pfn_cache vs mmu-notifier invalidation, activate/deactivate/refresh (virt/kvm/pfncache.c)",
+    kernel_files: &["virt/kvm/pfncache.c", "virt/kvm/kvm_main.c"],
+    seed: "002_9bfd3e53a6907b2a.txt",
+    spec: "pfncache.md",
+    roles: &[
+        RoleDesc { name: "user", doc: "cache users (vCPU side): activate, deactivate, refresh, check, read" },
+        RoleDesc { name: "host", doc: "the primary MMU: mmu-notifier invalidations that replace or protect pages" },
+        RoleDesc { name: "VMM", doc: "memslot updates" },
+    ],
+    ops: &[
+        OpDesc { name: "read", role: USER, weight: 10, doc: "a reader: kvm_gpc_check under gpc->lock (read), use the mapping, else refresh and retry" },
+        OpDesc { name: "check", role: USER, weight: 2, doc: "kvm_gpc_check alone, and the invariants of an accepted cache" },
+        OpDesc { name: "refresh", role: USER, weight: 2, doc: "kvm_gpc_refresh: __kvm_gpc_refresh under refresh_lock, hva_to_pfn_retry" },
+        OpDesc { name: "activate", role: USER, weight: 3, doc: "kvm_gpc_activate at a random gpa and length" },
+        OpDesc { name: "activate_hva", role: USER, weight: 2, doc: "kvm_gpc_activate_hva at a random userspace address" },
+        OpDesc { name: "deactivate", role: USER, weight: 2, doc: "kvm_gpc_deactivate: unmap and unlist" },
+        OpDesc { name: "recreate_vcpu", role: USER, weight: 1, doc: "destroy and re-init a vCPU's cache (kvm_gpc_init on a dead cache)" },
+        OpDesc { name: "invalidate", role: HOST, weight: 1, doc: "host mmu-notifier event: invalidate_range_start, replace or protect pages, range_end" },
+        OpDesc { name: "memslot_update", role: VMM, weight: 1, doc: "VMM: move, delete/re-create or flag a memslot (kvm_swap_active_memslots)" },
+    ],
+    params: &[
+        ParamDesc { name: "pin", kind: ParamKind::Bool { default: false }, doc: "pinning era: the cache holds a page reference (always on for double-put and leaked-ref)" },
+        ParamDesc { name: "caches", kind: ParamKind::Int { default: 4, min: 1, max: 16 }, doc: "gfn_to_pfn_caches in the VM" },
+        ParamDesc { name: "slots", kind: ParamKind::Int { default: 3, min: 2, max: 8 }, doc: "memslots" },
+        ParamDesc { name: "slot_pages", kind: ParamKind::Int { default: 4, min: 1, max: 64 }, doc: "pages per memslot" },
+        ParamDesc { name: "outside_pages", kind: ParamKind::Int { default: 0, min: 0, max: 64 }, doc: "host pages outside every memslot (HVA caches may point there)" },
+        ParamDesc { name: "unbacked_invalidations", kind: ParamKind::Bool { default: false }, doc: "the host may invalidate memory no memslot covers (reproduces the mainline finding)" },
+    ],
+    coverage: &[
+        CoverDesc { name: "retry_saw_invalidate_count", doc: "`hva_to_pfn_retry()` relocked and saw `mn_active_invalidate_count != 0`." },
+        CoverDesc { name: "retry_saw_seq_change", doc: "... saw the count at zero but `mmu_invalidate_seq` moved: a whole event ran while the lock was dropped." },
+        CoverDesc { name: "retry_count_before_in_progress", doc: "... saw the count while `mmu_invalidate_in_progress` was still zero: the window between the gpc walk and `in_progress++` that 58cd407c closed." },
+        CoverDesc { name: "retry_dropped_stale_pfn", doc: "... the pfn it had just found is no longer in the host page table: the retry kept a stale page out." },
+        CoverDesc { name: "refresh_reused_old_khva", doc: "GUP found the pfn the cache already had and reused its khva (6addfcf2's window)." },
+        CoverDesc { name: "walk_during_unlocked_refresh", doc: "The gpc walk met a cache whose refresh had the lock dropped." },
+        CoverDesc { name: "walk_cleared_valid", doc: "The gpc walk cleared `valid`." },
+        CoverDesc { name: "walk_recheck_saw_change", doc: "The cache changed between the walk's read pre-check and its write lock (9fa336e3)." },
+        CoverDesc { name: "walk_waited_for_readers", doc: "The walk wanted the write lock while readers were inside (check → dereference)." },
+        CoverDesc { name: "walk_saw_listed_inactive", doc: "The walk met a listed but inactive cache (activate or deactivate mid-way)." },
+        CoverDesc { name: "reader_check_failed_refreshed", doc: "A reader's check failed and its refresh succeeded." },
+        CoverDesc { name: "reader_saw_half_activated", doc: "A reader saw a cache activated but not yet refreshed (activate's last window)." },
+        CoverDesc { name: "refresh_waited_for_refresh_lock", doc: "A refresh waited for another holder of `refresh_lock` (93984f19's window)." },
+        CoverDesc { name: "refresh_found_inactive", doc: "A refresh found the cache deactivated under its write lock." },
+        CoverDesc { name: "refresh_saw_stale_generation", doc: "A refresh re-translated because the memslot generation moved." },
+        CoverDesc { name: "refresh_hit_missing_memslot", doc: "A refresh's translation hit a deleted or INVALID memslot." },
+        CoverDesc { name: "activate_moved_within_page", doc: "An activate moved a valid cache within its page (8332f0ed's path)." },
+        CoverDesc { name: "memslot_swap_waited_for_invalidations", doc: "A memslot swap waited for invalidations to finish." },
+    ],
+    variants: &[
+        VariantDesc {
+            name: "fixed",
+            commit: "mainline",
+            kind: VariantKind::Fixed,
+            expect: Expect::Clean,
+            cells: &[],
+            needs_concurrency: false,
+            doc: "mainline pfncache.c: refresh_lock, valid only at install, count+seq retry, read-lock pre-check",
+        },
+        VariantDesc {
+            name: "speculative-valid",
+            commit: "58cd407c",
+            kind: VariantKind::Race,
+            expect: Expect::Caught(&["I3", "I4"]),
+            cells: &[],
+            needs_concurrency: true,
+            doc: "refresh drops the lock with placeholder valid=true; retry tests in_progress, not the count",
+        },
+        VariantDesc {
+            name: "no-refresh-lock",
+            commit: "93984f19",
+            kind: VariantKind::Race,
+            expect: Expect::Caught(&["M3", "M2", "M4", "Q1", "Q2", "Q3", "I1", "I2", "I3", "I4", "I5"]),
+            cells: &[],
+            needs_concurrency: true,
+            doc: "no gpc->refresh_lock: two refreshes of one cache interleave around the dropped lock",
+        },
+        VariantDesc {
+            name: "inactive-refresh",
+            commit: "ecbcf030",
+            kind: VariantKind::Race,
+            expect: Expect::Caught(&["I1", "I2", "I3", "I4", "I5", "M5", "Q1", "Q2", "Q3"]),
+            cells: &[],
+            needs_concurrency: true,
+            doc: "check/refresh ignore `active`; activate resets fields unlocked and lists after activating",
+        },
+        VariantDesc {
+            name: "lock-reinit",
+            commit: "52491a38",
+            kind: VariantKind::Race,
+            expect: Expect::Caught(&["M5", "I3"]),
+            cells: &[],
+            needs_concurrency: true,
+            doc: "activate re-initialises gpc->lock, under a reader that still holds it",
+        },
+        VariantDesc {
+            name: "deactivate-race",
+            commit: "6addfcf2",
+            kind: VariantKind::Race,
+            expect: Expect::Caught(&["I1", "I2", "I3", "M2", "Q1", "Q2", "Q3"]),
+            cells: &[],
+            needs_concurrency: true,
+            doc: "activate/deactivate outside refresh_lock: a refresh re-installs what deactivate unmapped",
+        },
+        VariantDesc {
+            name: "same-page-khva",
+            commit: "8332f0ed",
+            kind: VariantKind::Race,
+            expect: Expect::Caught(&["I5", "I7"]),
+            cells: &[],
+            needs_concurrency: false,
+            doc: "a move within the same page keeps the old khva offset",
+        },
+        VariantDesc {
+            name: "double-put",
+            commit: "79593c08",
+            kind: VariantKind::Race,
+            expect: Expect::Caught(&["I3", "M1", "M2"]),
+            cells: &[],
+            needs_concurrency: false,
+            doc: "pinning era: a failed translation releases the pfn but leaves gpc->pfn/khva naming it",
+        },
+        VariantDesc {
+            name: "leaked-ref",
+            commit: "3dddf65b",
+            kind: VariantKind::Race,
+            expect: Expect::Caught(&["Q3"]),
+            cells: &[],
+            needs_concurrency: false,
+            doc: "pinning era: a refresh that finds the same pfn keeps a second reference",
+        },
+        VariantDesc {
+            name: "len-after-activate",
+            commit: "5c9ca4ed",
+            kind: VariantKind::Race,
+            expect: Expect::Caught(&["Q2"]),
+            cells: &[],
+            needs_concurrency: false,
+            doc: "the length is checked after the cache is listed and active, leaving it without an address",
+        },
+        VariantDesc {
+            name: "invalid-gpa",
+            commit: "fc62a4e8",
+            kind: VariantKind::Race,
+            expect: Expect::Caught(&["Q2"]),
+            cells: &[],
+            needs_concurrency: false,
+            doc: "activate(INVALID_GPA) is accepted, leaving an active cache without an address",
+        },
+        VariantDesc {
+            name: "no-recheck",
+            commit: "9fa336e3 reverted",
+            kind: VariantKind::Control,
+            expect: Expect::Clean,
+            cells: &[],
+            needs_concurrency: true,
+            doc: "negative control: the walk clears valid without re-checking under the write lock",
+        },
+    ],
+    hidden: false,
     build,
 };
 
-/// Role bits of [`OPS`].
+/// Role bits of the descriptor's ops.
 const USER: u32 = 0;
 const HOST: u32 = 1;
 const VMM: u32 = 2;
 
-/// Op ids (indices into [`OPS`]).
+/// Op ids (indices into the descriptor's ops).
 mod op {
     pub const READ: usize = 0;
     pub const CHECK: usize = 1;
@@ -162,116 +230,27 @@ mod op {
     pub const MEMSLOT: usize = 8;
 }
 
-static OPS: &[OpSpec] = &[
-    OpSpec {
-        name: "read",
-        role: USER,
-        weight: 10,
-    },
-    OpSpec {
-        name: "check",
-        role: USER,
-        weight: 2,
-    },
-    OpSpec {
-        name: "refresh",
-        role: USER,
-        weight: 2,
-    },
-    OpSpec {
-        name: "activate",
-        role: USER,
-        weight: 3,
-    },
-    OpSpec {
-        name: "activate_hva",
-        role: USER,
-        weight: 2,
-    },
-    OpSpec {
-        name: "deactivate",
-        role: USER,
-        weight: 2,
-    },
-    OpSpec {
-        name: "recreate_vcpu",
-        role: USER,
-        weight: 1,
-    },
-    OpSpec {
-        name: "invalidate",
-        role: HOST,
-        weight: 1,
-    },
-    OpSpec {
-        name: "memslot_update",
-        role: VMM,
-        weight: 1,
-    },
-];
-
 /// Coverage counters: one per race window of the spec's preemption-point list.
+/// Coverage counter ids (indices into the descriptor's coverage).
 mod cov {
-    /// `hva_to_pfn_retry()` relocked and saw `mn_active_invalidate_count != 0`.
     pub const RETRY_COUNT: usize = 0;
-    /// ... saw the count at zero but `mmu_invalidate_seq` moved: a whole event ran
-    /// while the lock was dropped.
     pub const RETRY_SEQ: usize = 1;
-    /// ... saw the count while `mmu_invalidate_in_progress` was still zero: the window
-    /// between the gpc walk and `in_progress++` that 58cd407c closed.
     pub const RETRY_BEFORE_IN_PROGRESS: usize = 2;
-    /// ... the pfn it had just found is no longer in the host page table: the retry
-    /// kept a stale page out.
     pub const RETRY_DROPPED_STALE_PFN: usize = 3;
-    /// GUP found the pfn the cache already had and reused its khva (6addfcf2's window).
     pub const REUSED_OLD_KHVA: usize = 4;
-    /// The gpc walk met a cache whose refresh had the lock dropped.
     pub const WALK_DURING_UNLOCKED_REFRESH: usize = 5;
-    /// The gpc walk cleared `valid`.
     pub const WALK_CLEARED_VALID: usize = 6;
-    /// The cache changed between the walk's read pre-check and its write lock (9fa336e3).
     pub const WALK_RECHECK_CHANGED: usize = 7;
-    /// The walk wanted the write lock while readers were inside (check → dereference).
     pub const WALK_WAITED_FOR_READERS: usize = 8;
-    /// The walk met a listed but inactive cache (activate or deactivate mid-way).
     pub const WALK_LISTED_INACTIVE: usize = 9;
-    /// A reader's check failed and its refresh succeeded.
     pub const READER_REFRESHED: usize = 10;
-    /// A reader saw a cache activated but not yet refreshed (activate's last window).
     pub const READER_SAW_HALF_ACTIVATED: usize = 11;
-    /// A refresh waited for another holder of `refresh_lock` (93984f19's window).
     pub const REFRESH_WAITED_FOR_LOCK: usize = 12;
-    /// A refresh found the cache deactivated under its write lock.
     pub const REFRESH_FOUND_INACTIVE: usize = 13;
-    /// A refresh re-translated because the memslot generation moved.
     pub const REFRESH_STALE_GENERATION: usize = 14;
-    /// A refresh's translation hit a deleted or INVALID memslot.
     pub const REFRESH_NO_MEMSLOT: usize = 15;
-    /// An activate moved a valid cache within its page (8332f0ed's path).
     pub const SAME_PAGE_MOVE: usize = 16;
-    /// A memslot swap waited for invalidations to finish.
     pub const SWAP_WAITED: usize = 17;
-
-    pub const NAMES: &[&str] = &[
-        "retry_saw_invalidate_count",
-        "retry_saw_seq_change",
-        "retry_count_before_in_progress",
-        "retry_dropped_stale_pfn",
-        "refresh_reused_old_khva",
-        "walk_during_unlocked_refresh",
-        "walk_cleared_valid",
-        "walk_recheck_saw_change",
-        "walk_waited_for_readers",
-        "walk_saw_listed_inactive",
-        "reader_check_failed_refreshed",
-        "reader_saw_half_activated",
-        "refresh_waited_for_refresh_lock",
-        "refresh_found_inactive",
-        "refresh_saw_stale_generation",
-        "refresh_hit_missing_memslot",
-        "activate_moved_within_page",
-        "memslot_swap_waited_for_invalidations",
-    ];
 }
 
 /// Sizes, from the scenario's `[params]`.
@@ -288,28 +267,18 @@ struct Params {
     unbacked_invalidations: bool,
 }
 
-const PARAM_KEYS: &[&str] = &[
-    "pin",
-    "caches",
-    "slots",
-    "slot_pages",
-    "outside_pages",
-    "unbacked_invalidations",
-];
-
 fn build(cfg: &ModelConfig) -> Result<Arc<dyn Model>, String> {
     let p = &cfg.params;
-    reject_unknown_params(p, PARAM_KEYS)?;
     let mut proto = Protocol::of(cfg.variant.name)?;
-    proto.pin = param_bool(p, "pin", proto.pin)?;
+    proto.pin |= p.flag("pin");
     let params = Params {
-        caches: param_u64(p, "caches", 4, 1..=16)? as usize,
+        caches: p.int("caches") as usize,
         layout: Layout {
-            slots: param_u64(p, "slots", 3, 2..=8)? as usize,
-            slot_pages: param_u64(p, "slot_pages", 4, 1..=64)?,
-            outside_pages: param_u64(p, "outside_pages", 0, 0..=64)?,
+            slots: p.int("slots") as usize,
+            slot_pages: p.int("slot_pages"),
+            outside_pages: p.int("outside_pages"),
         },
-        unbacked_invalidations: param_bool(p, "unbacked_invalidations", false)?,
+        unbacked_invalidations: p.flag("unbacked_invalidations"),
     };
     Ok(Arc::new(PfnCache::new(params, proto, cfg.threads)))
 }
@@ -331,12 +300,12 @@ enum Errno {
 /// that every lock is released and every counter dropped before the op returns; a
 /// half-finished op would leave other workers waiting and turn a detection into a hang.
 struct Op<'a, 'b> {
-    cx: &'a mut OpCtx<'b>,
+    cx: &'a mut (dyn Ctx + 'b),
     first: Option<Violation>,
 }
 
 impl<'a, 'b> Op<'a, 'b> {
-    fn new(cx: &'a mut OpCtx<'b>) -> Self {
+    fn new(cx: &'a mut (dyn Ctx + 'b)) -> Self {
         Op { cx, first: None }
     }
 
@@ -416,10 +385,6 @@ impl PfnCache {
 }
 
 impl Model for PfnCache {
-    fn ops(&self) -> &'static [OpSpec] {
-        OPS
-    }
-
     fn worker_roles(&self, threads: usize) -> Vec<u32> {
         let (user, host, vmm) = (1 << USER, 1 << HOST, 1 << VMM);
         match threads {
@@ -438,11 +403,7 @@ impl Model for PfnCache {
         }
     }
 
-    fn coverage_names(&self) -> &'static [&'static str] {
-        cov::NAMES
-    }
-
-    fn step(&self, cx: &mut OpCtx, id: usize) -> Result<(), Violation> {
+    fn step(&self, cx: &mut dyn Ctx, id: usize) -> Result<(), Violation> {
         let mut op = Op::new(cx);
         match id {
             op::INVALIDATE => self.invalidate(&mut op),

@@ -63,7 +63,7 @@ impl Protocol {
         walk_recheck: true,
     };
 
-    /// The protocol of variant `name` (see `VARIANTS`).
+    /// The protocol of variant `name` (see the descriptor's variants).
     pub fn of(name: &str) -> Result<Protocol, String> {
         let m = Self::MAINLINE;
         Ok(match name {
@@ -125,7 +125,7 @@ mod tests {
 
     #[test]
     fn every_variant_has_a_protocol() {
-        for v in super::super::VARIANTS {
+        for v in super::super::DESC.variants {
             Protocol::of(v.name).unwrap();
         }
         assert!(Protocol::of("nonsense").is_err());

@@ -8,7 +8,7 @@ use crate::model::mem::{Khva, Pfn, PAGE_SIZE, PFN_ERR};
 use crate::model::notifier::{
     is_error_gpa, is_error_hva, offset_in_page, page_align_down, Retry, HVA_ERR_BAD, INVALID_GPA,
 };
-use crate::sched::Backoff;
+use crate::sync::Backoff;
 use std::sync::atomic::Ordering::Acquire;
 
 /// Rounds of `hva_to_pfn_retry()` before the model gives up with -EFAULT. The kernel
