@@ -69,6 +69,13 @@ pub fn utc_stamp() -> String {
     )
 }
 
+/// Prints `s` and a newline to stdout. A closed stdout (`list --format json | head`)
+/// ends the output quietly instead of panicking.
+pub fn print_line(s: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout().lock(), "{s}");
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -77,11 +84,4 @@ mod tests {
         assert_eq!(s.len(), 16, "{s}");
         assert!(s.starts_with("20") && s.ends_with('Z') && s.as_bytes()[8] == b'T');
     }
-}
-
-/// Prints `s` and a newline to stdout. A closed stdout (`list --format json | head`)
-/// ends the output quietly instead of panicking.
-pub fn print_line(s: &str) {
-    use std::io::Write;
-    let _ = writeln!(std::io::stdout().lock(), "{s}");
 }
