@@ -54,7 +54,7 @@ pub struct DetArgs {
     #[arg(long, value_enum)]
     pub mode: Option<ModeArg>,
     /// Det-mode strategy.
-    #[arg(long, value_enum, default_value = "pct")]
+    #[arg(long, value_enum, default_value = "random")]
     pub strategy: StrategyArg,
     /// PCT bug depth d (d-1 priority-change points).
     #[arg(long, default_value_t = 3)]
