@@ -29,6 +29,13 @@ const RACES: &[(&str, &[&str])] = &[
     ),
     ("lock-reinit", &["M5", "I3"]),
     ("deactivate-race", &["I1", "I2", "I3", "M2", "Q1", "Q2", "Q3"]),
+    // 93984f19's story: speculative placeholders read through the fast path (I3),
+    // and everything no-refresh-lock can break.
+    (
+        "refresh-historic",
+        &["I3", "I4", "I5", "M2", "M3", "M4", "Q1", "Q2", "Q3", "I1", "I2"],
+    ),
+    ("gpa-arg", &["L1"]),
 ];
 
 /// Bugs a single thread shows, and their invariants.
@@ -38,6 +45,7 @@ const SEQUENTIAL: &[(&str, &[&str])] = &[
     ("leaked-ref", &["Q3"]),
     ("len-after-activate", &["Q2"]),
     ("invalid-gpa", &["Q2"]),
+    ("dirty-kept", &["D1"]),
 ];
 
 /// Runs `run --model pfncache <args>`; returns the exit code and the summary.
@@ -114,13 +122,15 @@ fn every_sequential_variant_is_caught_at_once() {
 
 #[test]
 fn fixed_and_the_negative_control_are_clean_with_every_window_entered() {
-    for variant in ["fixed", "no-recheck"] {
+    for variant in ["fixed", "no-recheck", "needs-invalidation"] {
         let (code, s, _, _d) = run(&format!(
             "--variant {variant} --threads 16 --duration 6s --seed 3"
         ));
         assert_eq!(code, 0, "{variant} must run clean: {s}");
         let cov = s["coverage"].as_object().unwrap();
-        assert_eq!(cov.len(), 18, "one counter per race window");
+        // Two counters exist only with the needs_invalidation flag.
+        let windows = if variant == "needs-invalidation" { 24 } else { 22 };
+        assert_eq!(cov.len(), windows, "one counter per race window");
         let unentered: Vec<&String> = cov
             .iter()
             .filter(|(_, n)| n.as_u64() == Some(0))
@@ -150,11 +160,12 @@ fn a_report_names_the_invariant_and_shows_cache_and_page_history() {
 #[test]
 fn scenarios_exist_for_every_variant_and_pin_the_pinning_era() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scenarios");
-    let variants = RACES
-        .iter()
-        .chain(SEQUENTIAL)
-        .map(|(v, _)| *v)
-        .chain(["fixed", "no-recheck"]);
+    let variants = RACES.iter().chain(SEQUENTIAL).map(|(v, _)| *v).chain([
+        "fixed",
+        "no-recheck",
+        "evict-request",
+        "needs-invalidation",
+    ]);
     for v in variants {
         let text = std::fs::read_to_string(dir.join(format!("pfncache-{v}.toml")))
             .unwrap_or_else(|e| panic!("scenarios/pfncache-{v}.toml: {e}"));
@@ -214,4 +225,33 @@ fn mainline_misses_an_invalidation_outside_every_memslot() {
         }
     }
     assert!(hits >= 2, "the hole reproduced on only {hits} of 3 seeds");
+}
+
+/// Before df06dae3 an eviction sets KVM_REQ_GPC_INVALIDATE, which nothing consumes:
+/// a vCPU cancels every guest entry and its KVM_RUN never returns. The watchdog ends
+/// the run (exit 3) and the report names the vCPU and the request it spins on.
+#[test]
+fn evict_request_stalls_a_vcpu_on_its_request() {
+    let dir = TempDir::new().unwrap();
+    let cmd = "run --model pfncache --variant evict-request --threads 4 --duration 30s \
+               --stall-timeout 1s --seed 1";
+    let (code, _, err) = outcome(kt(&dir, &words(cmd)));
+    assert_eq!(code, 3, "`{cmd}` must stall: {err}");
+    let report = std::fs::read_to_string(run_dir(&dir).join("report.txt")).unwrap();
+    assert!(report.contains("STALL"), "{report}");
+    assert!(
+        report.contains("inside KVM_RUN") && report.contains("KVM_REQ_GPC_INVALIDATE pending"),
+        "the report names the spinning vCPU and its request:\n{report}"
+    );
+}
+
+/// The finding's first route, replayed in det mode from its scenario: an HVA cache
+/// outside every memslot keeps a page the host replaced (docs/findings).
+#[test]
+fn the_unbacked_invalidation_finding_replays_in_det_mode() {
+    let dir = TempDir::new().unwrap();
+    let cmd = "run pfncache-finding-hva --mode det --seed 19 --ops 60";
+    let (code, _, err) = outcome(kt(&dir, &words(cmd)));
+    assert_eq!(code, 1, "`{cmd}`: {err}");
+    assert_eq!(first_invariant(&summary(&run_dir(&dir))), "I4");
 }

@@ -38,6 +38,8 @@ pub(super) enum Field {
     Khva,
     Active,
     Valid,
+    Dirty,
+    NeedsInvalidation,
 }
 
 /// Proof of a read-side section: which lock word was taken and the mutation count then.
@@ -68,6 +70,8 @@ struct Ghost {
     mutations: StdU64,
     /// A refresh of this cache has `gpc->lock` dropped (coverage of the walk's window).
     refresh_unlocked: StdBool,
+    /// Invalidations that cleared `valid`, activations and deactivations so far (L1).
+    disturbed: StdU64,
     history: std::sync::Mutex<(Vec<Event>, usize)>,
 }
 
@@ -93,6 +97,10 @@ pub(super) struct Gpc {
     pub valid: AtomicBool,
     /// On `kvm->gpc_list`: written only under `gpc_lock`.
     pub on_list: AtomicBool,
+    /// `gpc->dirty` (before cf1d88b3): the page is to be marked dirty when released.
+    pub dirty: AtomicBool,
+    /// `gpc->needs_invalidation` (the unmerged 2024 proposal): see [`super::protocol`].
+    pub needs_invalidation: AtomicBool,
     ghost: Ghost,
 }
 
@@ -114,6 +122,8 @@ impl Gpc {
             active: AtomicBool::new(false),
             valid: AtomicBool::new(false),
             on_list: AtomicBool::new(false),
+            dirty: AtomicBool::new(false),
+            needs_invalidation: AtomicBool::new(false),
             ghost: Ghost::default(),
         }
     }
@@ -128,6 +138,8 @@ impl Gpc {
         self.set(op, Field::Khva, 0);
         self.set(op, Field::Active, 0);
         self.set(op, Field::Valid, 0);
+        self.set(op, Field::Dirty, 0);
+        self.set(op, Field::NeedsInvalidation, 0);
         self.record(op, "init", 0, 0);
     }
 
@@ -237,6 +249,8 @@ impl Gpc {
             Field::Khva => self.khva.store(v, Release),
             Field::Active => self.active.store(v != 0, Release),
             Field::Valid => self.valid.store(v != 0, Release),
+            Field::Dirty => self.dirty.store(v != 0, Release),
+            Field::NeedsInvalidation => self.needs_invalidation.store(v != 0, Release),
         }
     }
 
@@ -256,6 +270,15 @@ impl Gpc {
 
     pub fn set_refresh_unlocked(&self, dropped: bool) {
         self.ghost.refresh_unlocked.store(dropped, Relaxed);
+    }
+
+    /// Counts an event that may fail a check right after a refresh (L1).
+    pub fn disturb(&self) {
+        self.ghost.disturbed.fetch_add(1, SeqCst);
+    }
+
+    pub fn disturbances(&self) -> u64 {
+        self.ghost.disturbed.load(SeqCst)
     }
 
     pub fn refresh_unlocked(&self) -> bool {

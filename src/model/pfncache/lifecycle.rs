@@ -33,6 +33,7 @@ impl PfnCache {
             return Err(Errno::Inval);
         }
         c.record(op, "activate", gpa, uhva);
+        c.disturb();
         match self.proto.lifecycle {
             Lifecycle::Mainline => {
                 let locked = self.lock_refresh(op, c);
@@ -114,6 +115,7 @@ impl PfnCache {
 
     /// `kvm_gpc_deactivate()`.
     pub(super) fn deactivate(&self, op: &mut Op, c: &Gpc) {
+        c.disturb();
         if self.proto.lifecycle == Lifecycle::Unenforced {
             return self.deactivate_unenforced(op, c);
         }
@@ -124,12 +126,16 @@ impl PfnCache {
             // mmu_notifier events until all users go away".
             let w = c.write_lock();
             c.set(op, Field::Active, 0);
+            let old_dirty = self.dirty_to_release(c);
             let (old_pfn, old_khva) = c.take_mapping(op);
             c.write_unlock(w);
             crate::window!("deactivate.before_list_del");
             self.list(c, false);
             crate::window!("deactivate.before_unmap");
             self.release(op, c, old_pfn, old_khva, "deactivate");
+            if old_pfn != PFN_ERR {
+                self.release_dirty(op, c, old_dirty);
+            }
         }
         self.unlock_refresh(c, locked);
     }

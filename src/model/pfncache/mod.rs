@@ -30,22 +30,27 @@
 
 mod cache;
 mod check;
+mod dirty;
 mod lifecycle;
 mod ops;
+mod own_gpa;
 mod protocol;
 mod refresh;
+mod vcpu;
 
 use crate::model::notifier::{Layout, Mmu};
 use crate::model::Ctx;
 use crate::model::{
-    CoverDesc, Expect, Model, ModelConfig, ModelDesc, OpDesc, ParamDesc, ParamKind, RoleDesc, VariantDesc,
-    VariantKind, Violation,
+    Cell, CoverDesc, Expect, Model, ModelConfig, ModelDesc, OpDesc, ParamDesc, ParamKind, RoleDesc,
+    VariantDesc, VariantKind, Violation,
 };
 use crate::rng::Rng;
 use crate::sync::RawSpinLock;
 use cache::Gpc;
+use dirty::DirtyLog;
 use protocol::Protocol;
 use std::sync::Arc;
+use vcpu::GuestVcpu;
 
 /// The pfncache model's facts: ops, params, coverage, variants.
 pub static DESC: ModelDesc = ModelDesc {
@@ -69,6 +74,10 @@ pub static DESC: ModelDesc = ModelDesc {
         OpDesc { name: "recreate_vcpu", role: USER, weight: 1, doc: "destroy and re-init a vCPU's cache (kvm_gpc_init on a dead cache)" },
         OpDesc { name: "invalidate", role: HOST, weight: 1, doc: "host mmu-notifier event: invalidate_range_start, replace or protect pages, range_end" },
         OpDesc { name: "memslot_update", role: VMM, weight: 1, doc: "VMM: move, delete/re-create or flag a memslot (kvm_swap_active_memslots)" },
+        OpDesc { name: "write", role: USER, weight: 4, doc: "a writer (Xen evtchn_pending, runstate): check/refresh, write through khva, mark the page dirty" },
+        OpDesc { name: "harvest", role: VMM, weight: 1, doc: "VMM's final dirty-log read (KVM_GET_DIRTY_LOG with every vCPU out of KVM_RUN)" },
+        OpDesc { name: "kvm_run", role: USER, weight: 3, doc: "a vCPU's KVM_RUN: requests, its guest-mode cache refreshed, guest entry, guest accesses through the pfn" },
+        OpDesc { name: "read_own_gpa", role: USER, weight: 12, doc: "a reader of the first GPA-based active cache (as all vCPUs read Xen's shared_info) with its own gpa (the pre-58f5ee5f check/refresh API shape), bounded by L1" },
     ],
     params: &[
         ParamDesc { name: "pin", kind: ParamKind::Bool { default: false }, doc: "pinning era: the cache holds a page reference (always on for double-put and leaked-ref)" },
@@ -97,6 +106,12 @@ pub static DESC: ModelDesc = ModelDesc {
         CoverDesc { name: "refresh_hit_missing_memslot", doc: "A refresh's translation hit a deleted or INVALID memslot." },
         CoverDesc { name: "activate_moved_within_page", doc: "An activate moved a valid cache within its page (8332f0ed's path)." },
         CoverDesc { name: "memslot_swap_waited_for_invalidations", doc: "A memslot swap waited for invalidations to finish." },
+        CoverDesc { name: "harvest_saw_written_page_still_mapped", doc: "A harvest found a page written since the last one that a valid cache still maps (cf1d88b3's window)." },
+        CoverDesc { name: "walk_evicted_vcpu_in_guest", doc: "An invalidation's eviction found a vCPU in guest mode using the cache and kicked it out (df06dae3's path)." },
+        CoverDesc { name: "vcpu_entry_cancelled_cache_invalidated", doc: "A vCPU set IN_GUEST_MODE, then saw its guest cache invalidated and cancelled the entry." },
+        CoverDesc { name: "reader_check_failed_after_own_refresh", doc: "A reader's check failed right after its own successful refresh (58f5ee5f's ping-pong step)." },
+        CoverDesc { name: "retry_saw_needs_invalidation_cleared", doc: "`hva_to_pfn_retry()` relocked and found `needs_invalidation` cleared (needs-invalidation only)." },
+        CoverDesc { name: "walk_cleared_needs_invalidation_while_invalid", doc: "The walk cleared `needs_invalidation` of a cache that was not valid (needs-invalidation only)." },
     ],
     variants: &[
         VariantDesc {
@@ -104,7 +119,7 @@ pub static DESC: ModelDesc = ModelDesc {
             commit: "mainline",
             kind: VariantKind::Fixed,
             expect: Expect::Clean,
-            cells: &[],
+            cells: UNBACKED_CELLS,
             needs_concurrency: false,
             doc: "mainline pfncache.c: refresh_lock, valid only at install, count+seq retry, read-lock pre-check",
         },
@@ -207,10 +222,69 @@ pub static DESC: ModelDesc = ModelDesc {
             needs_concurrency: true,
             doc: "negative control: the walk clears valid without re-checking under the write lock",
         },
+        VariantDesc {
+            name: "dirty-kept",
+            commit: "cf1d88b3",
+            kind: VariantKind::Race,
+            expect: Expect::Caught(&["D1"]),
+            cells: &[],
+            needs_concurrency: false,
+            doc: "gpc->dirty kept until the pfn is released: a harvest misses a page written through a still-mapped cache",
+        },
+        VariantDesc {
+            name: "evict-request",
+            commit: "df06dae3",
+            kind: VariantKind::Race,
+            expect: Expect::Stall,
+            cells: &[],
+            needs_concurrency: false,
+            doc: "eviction sets KVM_REQ_GPC_INVALIDATE, which nothing consumes: the vCPU cancels every guest entry, KVM_RUN never returns",
+        },
+        VariantDesc {
+            name: "refresh-historic",
+            commit: "93984f19",
+            kind: VariantKind::Race,
+            expect: Expect::Caught(&["I3", "I4", "I5", "M2", "M3", "M4", "Q1", "Q2", "Q3", "I1", "I2"]),
+            cells: &[],
+            needs_concurrency: true,
+            doc: "93984f19's own story: speculative valid and no refresh_lock, a second refresh reads the stale generation as fresh",
+        },
+        VariantDesc {
+            name: "gpa-arg",
+            commit: "58f5ee5f",
+            kind: VariantKind::Race,
+            expect: Expect::Caught(&["L1"]),
+            cells: &[],
+            needs_concurrency: true,
+            doc: "check/refresh take the caller's gpa: two readers with different gpas ping-pong the cache",
+        },
+        VariantDesc {
+            name: "needs-invalidation",
+            commit: "dwmw2 2024 proposal (unmerged)",
+            kind: VariantKind::Fixed,
+            expect: Expect::Clean,
+            cells: NEEDS_INVALIDATION_CELLS,
+            needs_concurrency: true,
+            doc: "mainline plus gpc->needs_invalidation: set before the refresh drops the lock, cleared by any invalidation of the uhva",
+        },
     ],
     hidden: false,
     build,
 };
+
+/// The unbacked-invalidation finding (docs/findings/unbacked-invalidation.md): with
+/// the host allowed to invalidate memory no memslot covers, mainline installs a page
+/// the host replaced.
+const UNBACKED_CELLS: &[Cell] = &[Cell {
+    params: &[("unbacked_invalidations", "true"), ("outside_pages", "1")],
+    expect: Expect::Caught(&["I4"]),
+}];
+
+/// The same configuration under the proposed `needs_invalidation` flag.
+const NEEDS_INVALIDATION_CELLS: &[Cell] = &[Cell {
+    params: &[("unbacked_invalidations", "true"), ("outside_pages", "1")],
+    expect: Expect::Caught(&["I4"]),
+}];
 
 /// Role bits of the descriptor's ops.
 const USER: u32 = 0;
@@ -228,6 +302,10 @@ mod op {
     pub const RECREATE: usize = 6;
     pub const INVALIDATE: usize = 7;
     pub const MEMSLOT: usize = 8;
+    pub const WRITE: usize = 9;
+    pub const HARVEST: usize = 10;
+    pub const KVM_RUN: usize = 11;
+    pub const READ_OWN_GPA: usize = 12;
 }
 
 /// Coverage counters: one per race window of the spec's preemption-point list.
@@ -251,6 +329,12 @@ mod cov {
     pub const REFRESH_NO_MEMSLOT: usize = 15;
     pub const SAME_PAGE_MOVE: usize = 16;
     pub const SWAP_WAITED: usize = 17;
+    pub const HARVEST_SAW_MAPPED_DIRTY: usize = 18;
+    pub const EVICTED_VCPU_IN_GUEST: usize = 19;
+    pub const ENTRY_CANCELLED_INVALIDATED: usize = 20;
+    pub const CHECK_FAILED_AFTER_OWN_REFRESH: usize = 21;
+    pub const RETRY_NEEDS_INVALIDATION: usize = 22;
+    pub const WALK_CLEARED_FLAG_INVALID: usize = 23;
 }
 
 /// Sizes, from the scenario's `[params]`.
@@ -360,12 +444,25 @@ pub struct PfnCache {
     mmu: Mmu,
     /// `kvm->gpc_lock`, guarding the list (each cache's `on_list`).
     gpc_lock: RawSpinLock,
+    /// The shared caches (`params.caches`), then one guest-mode cache per vCPU.
     caches: Vec<Gpc>,
+    /// The VM's dirty log and the VMM's view of which vCPUs are in KVM_RUN.
+    dirty: DirtyLog,
+    /// One vCPU per worker (its guest-mode cache is `caches[params.caches + worker]`).
+    vcpus: Vec<GuestVcpu>,
+    /// Ghost: memslot updates begun so far (with each cache's own count, what may
+    /// legitimately fail a reader's check right after its refresh: L1).
+    memslot_updates: std::sync::atomic::AtomicU64,
 }
 
 impl PfnCache {
+    /// Events that may fail a check of `c` right after a refresh, so far (L1).
+    fn disturbances(&self, c: &Gpc) -> u64 {
+        self.memslot_updates.load(std::sync::atomic::Ordering::SeqCst) + c.disturbances()
+    }
+
     fn new(params: Params, proto: Protocol, threads: usize) -> Self {
-        let caches = params.caches;
+        let caches = params.caches + threads;
         // Spare pages: a replacement in flight per worker, a pinned page the host no
         // longer maps per cache, and slack. Mapping slots: a cache's own, one in flight
         // in its refresh, and slack for what buggy variants leak.
@@ -377,6 +474,9 @@ impl PfnCache {
         PfnCache {
             caches: (0..caches).map(Gpc::new).collect(),
             gpc_lock: RawSpinLock::new(),
+            dirty: DirtyLog::new(params.layout.gfns()),
+            vcpus: (0..threads).map(|_| GuestVcpu::new()).collect(),
+            memslot_updates: Default::default(),
             mmu,
             proto,
             params,
@@ -408,8 +508,11 @@ impl Model for PfnCache {
         match id {
             op::INVALIDATE => self.invalidate(&mut op),
             op::MEMSLOT => self.memslot_update(&mut op),
+            op::HARVEST => self.harvest(&mut op),
+            op::KVM_RUN => self.kvm_run(&mut op),
+            op::READ_OWN_GPA => self.read_shared(&mut op),
             _ => {
-                let c = &self.caches[op.rng().index(self.caches.len())];
+                let c = &self.caches[op.rng().index(self.params.caches)];
                 self.user_op(&mut op, c, id);
             }
         }
@@ -426,6 +529,13 @@ impl Model for PfnCache {
     }
 
     fn dump(&self) -> String {
-        self.dump_state()
+        self.dump_state() + &self.describe_vcpus() + &self.describe_dirty()
+    }
+
+    fn coverage_applies(&self, id: usize) -> bool {
+        match id {
+            cov::RETRY_NEEDS_INVALIDATION | cov::WALK_CLEARED_FLAG_INVALID => self.proto.needs_invalidation,
+            _ => true,
+        }
     }
 }

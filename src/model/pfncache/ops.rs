@@ -45,6 +45,10 @@ impl PfnCache {
                 let _ = self.activate_hva(op, c, uhva, len);
             }
             op::DEACTIVATE => self.deactivate(op, c),
+            op::WRITE => {
+                let len = self.pick_len(op, 0);
+                self.write(op, c, len);
+            }
             _ => unreachable!("op id {id} is not a cache user's"),
         }
         c.lifetime.read_unlock();
@@ -101,6 +105,11 @@ impl PfnCache {
     /// The Xen shinfo/evtchn pattern: check, refresh while it fails, then use `len`
     /// bytes at khva under the read lock.
     fn read(&self, op: &mut Op, c: &Gpc, len: u64) {
+        self.use_cache(op, c, len, false);
+    }
+
+    /// The reader pattern, for a read or (`write`) a write through the mapping.
+    pub(super) fn use_cache(&self, op: &mut Op, c: &Gpc, len: u64, write: bool) {
         let mut h = c.read_lock();
         self.check_read_locked(op, c);
         let mut refreshes = 0;
@@ -118,6 +127,9 @@ impl PfnCache {
         // Between a successful check and the dereference.
         crate::window!("reader.checked");
         self.check_access(op, c, len);
+        if write {
+            self.wrote_through(op, c);
+        }
         for _ in 0..op.rng().below(4) {
             crate::window!("reader.holding");
         }
@@ -173,6 +185,7 @@ impl PfnCache {
     /// tested under its read lock and, if its page is in range, invalidated under the
     /// write lock after a re-test (9fa336e3). Only `valid` is cleared.
     fn gpc_walk(&self, op: &mut Op, start: u64, end: u64) {
+        let mut evict = Vec::new();
         self.gpc_lock.lock();
         for c in &self.caches {
             if !c.on_list.load(Acquire) {
@@ -191,8 +204,13 @@ impl PfnCache {
                 c.uhva.load(Acquire),
                 start,
                 end,
-            );
+            ) || self.flag_in_range(c, start, end);
+            let uhva = c.uhva.load(Acquire);
             op.note(c.read_unlock(h));
+            if uhva >= start && uhva < end {
+                // The model's completion of 982ed0de: see `vcpu`'s "Eviction".
+                evict.extend(self.guest_vcpu_of(c));
+            }
             if !hit {
                 continue;
             }
@@ -209,7 +227,7 @@ impl PfnCache {
                     c.uhva.load(Acquire),
                     start,
                     end,
-                )
+                ) || self.flag_in_range(c, start, end)
             } else {
                 // Measured for coverage only; the reverted protocol does not look.
                 in_range(c.valid.peek(), c.pfn.peek(), c.uhva.peek(), start, end)
@@ -218,6 +236,13 @@ impl PfnCache {
                 op.cover(cov::WALK_RECHECK_CHANGED);
             }
             if still || !self.proto.walk_recheck {
+                if self.proto.needs_invalidation {
+                    if !c.valid.load(Acquire) {
+                        op.cover(cov::WALK_CLEARED_FLAG_INVALID);
+                    }
+                    c.set(op, Field::NeedsInvalidation, 0);
+                }
+                c.disturb();
                 c.set(op, Field::Valid, 0);
                 c.record(op, "invalidated", start, end);
                 op.cover(cov::WALK_CLEARED_VALID);
@@ -225,12 +250,22 @@ impl PfnCache {
             c.write_unlock(w);
         }
         self.gpc_lock.unlock();
+        self.evict_vcpus(op, &evict);
+    }
+
+    /// The proposed walk test: `needs_invalidation` and the uhva in range, whatever
+    /// `valid` says (a refresh with the lock dropped has `valid` false).
+    fn flag_in_range(&self, c: &Gpc, start: u64, end: u64) -> bool {
+        let uhva = c.uhva.load(Acquire);
+        self.proto.needs_invalidation && c.needs_invalidation.load(Acquire) && uhva >= start && uhva < end
     }
 
     /// A memslot update by the VMM. Slot 0 only changes generation (flags-only), so
     /// it always covers what `activate_hva` maps by default; the others are also
     /// deleted and re-created at their other userspace address.
     pub(super) fn memslot_update(&self, op: &mut Op) {
+        self.memslot_updates
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let slot = op.rng().index(self.params.layout.slots);
         let st = self.mmu.slot(slot);
         let waited = if slot == 0 || (st.present && op.rng().chance(0.5)) {

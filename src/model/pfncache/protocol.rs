@@ -46,6 +46,23 @@ pub(super) struct Protocol {
     pub reject_invalid_gpa: bool,
     /// 9fa336e3: the walk re-tests the cache under the write lock before clearing `valid`.
     pub walk_recheck: bool,
+    /// Before cf1d88b3: a refresh records the caller's intent to write in `gpc->dirty`,
+    /// and the page reaches the dirty log only when the cache lets its pfn go
+    /// (`__release_gpc()`: a refresh to another pfn, unmap, deactivate). Since then the
+    /// writer marks the page itself (`kvm_gpc_mark_dirty_in_slot()`).
+    pub dirty_in_cache: bool,
+    /// Before df06dae3: evicting vCPUs for a gpc invalidation sets
+    /// `KVM_REQ_GPC_INVALIDATE` in `vcpu->requests`, which nothing consumes; since then
+    /// the eviction is `KVM_REQ_OUTSIDE_GUEST_MODE` (`KVM_REQUEST_NO_ACTION`): kick only.
+    pub evict_sets_request: bool,
+    /// Before 58f5ee5f: `check()` and `refresh()` take the caller's gpa, and a refresh
+    /// moves the cache to it.
+    pub gpa_arg: bool,
+    /// Not merged (dwmw2's 2024 series, 723f68f4 in his tree): `gpc->needs_invalidation`
+    /// is set before `hva_to_pfn_retry()` drops the lock, cleared by any invalidation
+    /// of the cache's uhva even while `valid` is false, and the retry loop goes round
+    /// again if it was cleared. Modelled alone, on top of mainline's count/seq test.
+    pub needs_invalidation: bool,
 }
 
 impl Protocol {
@@ -61,6 +78,10 @@ impl Protocol {
         len_check_early: true,
         reject_invalid_gpa: true,
         walk_recheck: true,
+        dirty_in_cache: false,
+        evict_sets_request: false,
+        gpa_arg: false,
+        needs_invalidation: false,
     };
 
     /// The protocol of variant `name` (see the descriptor's variants).
@@ -112,6 +133,24 @@ impl Protocol {
             },
             "no-recheck" => Protocol {
                 walk_recheck: false,
+                ..m
+            },
+            "dirty-kept" => Protocol {
+                dirty_in_cache: true,
+                ..m
+            },
+            "evict-request" => Protocol {
+                evict_sets_request: true,
+                ..m
+            },
+            "refresh-historic" => Protocol {
+                speculative_valid: true,
+                refresh_lock: false,
+                ..m
+            },
+            "gpa-arg" => Protocol { gpa_arg: true, ..m },
+            "needs-invalidation" => Protocol {
+                needs_invalidation: true,
                 ..m
             },
             other => return Err(format!("pfncache has no variant `{other}`")),

@@ -103,6 +103,7 @@ impl PfnCache {
         let old_pfn = c.pfn.load(Acquire);
         let old_khva = c.khva().base();
         let old_uhva = page_align_down(c.uhva.load(Acquire));
+        let old_dirty = self.dirty_to_release(c);
         let mut translation_failed = false;
         let ret = 'out: {
             let (page_offset, hva_change) = if is_error_gpa(gpa) {
@@ -158,6 +159,7 @@ impl PfnCache {
                     c.set(op, Field::Khva, old_khva.with_offset(page_offset).0);
                 }
                 c.record(op, "kept pfn, new generation", old_pfn, c.generation.peek());
+                self.note_refresh_dirty(op, c, true);
                 c.write_unlock(w);
                 return Ok(());
             }
@@ -175,9 +177,11 @@ impl PfnCache {
         } else {
             old_pfn != c.pfn.load(Acquire)
         };
+        self.note_refresh_dirty(op, c, ret.is_ok());
         c.write_unlock(w);
-        if unmap_old {
+        if unmap_old && old_pfn != PFN_ERR {
             self.release(op, c, old_pfn, old_khva, "refresh: old pfn");
+            self.release_dirty(op, c, old_dirty);
         }
         ret
     }
@@ -194,6 +198,10 @@ impl PfnCache {
         let mut rounds = 0;
         let (pfn, khva) = loop {
             let mmu_seq = self.mmu.invalidate_seq();
+            if self.proto.needs_invalidation {
+                // Any invalidation of uhva from here on clears it, valid or not.
+                c.set(op, Field::NeedsInvalidation, 1);
+            }
             c.set_refresh_unlocked(true);
             c.write_unlock(w);
             crate::window!("hva_to_pfn_retry.unlocked");
@@ -240,6 +248,11 @@ impl PfnCache {
                     "M3",
                     format!("gpc{} is valid at hva_to_pfn_retry's relock", c.id),
                 ));
+            }
+            let flag_cleared = self.proto.needs_invalidation && !c.needs_invalidation.load(Acquire);
+            if flag_cleared {
+                op.cover(cov::RETRY_NEEDS_INVALIDATION);
+                continue;
             }
             match self.mmu.retry_cache(mmu_seq) {
                 None => break (pfn, khva),
