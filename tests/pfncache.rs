@@ -35,7 +35,6 @@ const RACES: &[(&str, &[&str])] = &[
         "refresh-historic",
         &["I3", "I4", "I5", "M2", "M3", "M4", "Q1", "Q2", "Q3", "I1", "I2"],
     ),
-    ("gpa-arg", &["L1"]),
 ];
 
 /// Bugs a single thread shows, and their invariants.
