@@ -19,4 +19,5 @@ pub mod report;
 pub mod rng;
 pub mod scenario;
 pub mod sched;
+pub mod settings;
 pub mod sync;

@@ -4,6 +4,7 @@
 
 use super::exec::{self, Executed, Plan};
 use super::run;
+use super::run_dir::RunDir;
 use crate::cli::{Format, HuntArgs, ModeArg};
 use crate::error::{exit, usage, Error};
 use crate::report::{self, progress::Silent};
@@ -119,7 +120,7 @@ pub fn hunt(a: &HuntArgs) -> Result<i32, Error> {
     if a.jobs == Some(0) {
         return Err(usage("--jobs must be at least 1"));
     }
-    let plan = Plan::new(run::load(&a.sc, None)?, &a.det, ModeArg::Det)?;
+    let plan = Plan::new(run::load(&a.sc)?, ModeArg::Det)?;
     let seeds: Vec<u64> = (lo..=hi).filter(|s| (s - lo) % shard_n == shard_i).collect();
     crate::interrupt::install();
     let started = std::time::Instant::now();
@@ -129,17 +130,17 @@ pub fn hunt(a: &HuntArgs) -> Result<i32, Error> {
         stop_on_first: a.stop_on_first,
     };
     let sc = &plan.sc;
-    let hunt_dir = a.results_dir.join(format!(
+    let hunt_dir = a.out.results_dir.join(format!(
         "hunt-{}-{}-{}-s{lo}-{hi}",
+        sc.model.name,
+        sc.variant.name,
         report::utc_stamp(),
-        sc.name,
-        sc.variant.name
     ));
     let save = |seed: u64, mut ex: Executed| -> Result<serde_json::Value, Error> {
         let p = plan.with_seed(seed);
-        let dir = report::create_run_dir(&hunt_dir, &sc.name, sc.variant.name, seed)?;
-        exec::save_plan(&dir, &p)?;
-        exec::save_result(&dir, &p, &mut ex)?;
+        let dir = RunDir::create(&hunt_dir, &p)?;
+        dir.finish(&p, &mut ex)?;
+        let dir = dir.path();
         Ok(json!({
             "seed": seed,
             "status": ex.summary.status,
@@ -174,7 +175,7 @@ pub fn hunt(a: &HuntArgs) -> Result<i32, Error> {
     g.sort_unstable();
     let median = g.get(g.len().saturating_sub(1) / 2).copied();
     let strategy = plan.det.as_ref().map(|d| exec::strategy_label(&d.strategy));
-    match a.format {
+    match a.out.format {
         Format::Json => println!(
             "{}",
             exec::to_json(&json!({

@@ -5,8 +5,11 @@ mod exec;
 mod hunt;
 mod list;
 mod replay;
+mod report;
 mod run;
+mod run_dir;
 mod shrink;
+mod target;
 mod validate;
 
 use crate::cli::{Cli, Command};
@@ -17,6 +20,8 @@ pub fn dispatch(cli: Cli) -> Result<i32, Error> {
     match cli.command {
         Command::List(a) => list::list(&a),
         Command::Run(a) => run::run(&a),
+        Command::Again(a) => run::again(&a),
+        Command::Report(a) => report::report(&a),
         Command::Replay(a) => replay::replay(&a),
         Command::Hunt(a) => hunt::hunt(&a),
         Command::Shrink(a) => shrink::shrink(&a),

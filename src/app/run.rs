@@ -1,27 +1,47 @@
-//! `kvmtorture run`: resolve the scenario, create the run directory, torture, report.
+//! `kvmtorture run` and `kvmtorture again`: resolve the settings, create the run
+//! directory, torture, report.
 
 use super::exec::{self, Plan};
-use crate::cli::{Format, ModeArg, RunArgs, ScenarioArgs};
+use super::run_dir::RunDir;
+use super::target;
+use crate::cli::{AgainArgs, Format, ModeArg, OutputArgs, RunArgs, ScenarioArgs};
 use crate::error::{usage, Error};
 use crate::interrupt;
 use crate::report::{self, progress};
 use crate::scenario::{self, Overrides, Scenario};
 
 pub fn run(a: &RunArgs) -> Result<i32, Error> {
-    let mut plan = Plan::new(load(&a.sc, a.seed)?, &a.det, ModeArg::Stress)?;
+    let mut plan = Plan::new(load(&a.sc)?, ModeArg::Stress)?;
     if plan.det.is_some() && a.test_stall_worker.is_some() {
         return Err(usage(
             "--test-stall-worker is a stress-mode hook (det mode finds hangs itself)",
         ));
     }
-    plan.keep_going = a.keep_going;
     plan.test_stall_worker = a.test_stall_worker;
+    torture(&plan, &a.out)
+}
+
+/// `again RUN_DIR`: the run's resolved `scenario.toml`, with the given settings on top.
+pub fn again(a: &AgainArgs) -> Result<i32, Error> {
+    let dir = target::run_dir(&a.run_dir)?;
+    let path = dir.join("scenario.toml");
+    if !path.is_file() {
+        return Err(usage(format!(
+            "{} has no scenario.toml (written by every run since kvmtorture 0.1)",
+            dir.display()
+        )));
+    }
+    let file = scenario::parse_file(&path)?;
+    let sc = scenario::resolve(Some((&path, file)), &a.settings)?;
+    torture(&Plan::new(sc, ModeArg::Stress)?, &a.out)
+}
+
+/// Runs a plan in a new run directory and prints the result.
+fn torture(plan: &Plan, out: &OutputArgs) -> Result<i32, Error> {
     let sc = &plan.sc;
-    let dir = report::create_run_dir(&a.results_dir, &sc.name, sc.variant.name, sc.seed)?;
-    report::write(&dir, "summary.json", &exec::initial_summary(&plan).to_json())?;
-    exec::save_plan(&dir, &plan)?;
-    let dir_s = dir.display().to_string();
-    if a.format == Format::Human && !a.quiet {
+    let mut dir = RunDir::create(&out.results_dir, plan)?;
+    let dir_s = dir.path().display().to_string();
+    if out.format == Format::Human && !out.quiet {
         eprintln!(
             "kvmtorture: {} / {} seed {} ({}) → {dir_s}",
             sc.model.name,
@@ -30,40 +50,31 @@ pub fn run(a: &RunArgs) -> Result<i32, Error> {
             plan.mode()
         );
     }
-
     interrupt::install();
-    let mut obs = progress::for_terminal(a.quiet, sc.duration, sc.seed);
-    let mut ex = exec::execute(&plan, &interrupt::requested, obs.as_mut())?;
+    dir.guard_forced_exit();
+    let mut display = progress::for_terminal(out.quiet, sc.duration, sc.seed);
+    let mut obs = dir.observer(display.as_mut());
+    let mut ex = exec::execute(plan, &interrupt::requested, &mut obs)?;
     drop(obs);
-    exec::save_result(&dir, &plan, &mut ex)?;
-    match a.format {
-        Format::Human => print!("{}", report::human_result(&ex.summary, &ex.outcome, &dir_s)),
-        Format::Json => print!("{}", ex.summary.to_json()),
-        Format::Ktap => print!("{}", report::ktap_result(&ex.summary)),
-    }
+    drop(display);
+    dir.finish(plan, &mut ex)?;
+    let text = match out.format {
+        Format::Human => report::human_result(&ex.summary),
+        Format::Json => ex.summary.to_json(),
+        Format::Ktap => report::ktap_result(&ex.summary),
+    };
+    report::print_line(text.trim_end());
     Ok(ex.code)
 }
 
 /// The scenario from the positional argument, or the flags, or the default, with the
-/// flags applied (`seed`: `run`'s; a sweep sets its own).
-pub fn load(a: &ScenarioArgs, seed: Option<u64>) -> Result<Scenario, Error> {
-    let o = Overrides {
-        model: a.model.clone(),
-        variant: a.variant.clone(),
-        threads: a.threads,
-        duration: a.duration,
-        ops: a.ops,
-        seed,
-        delay_prob: a.delay_prob,
-        stall_timeout: a.stall_timeout,
-        params: a.params.clone(),
-    };
-    load_scenario(a.scenario.as_deref(), &o)
+/// flags applied.
+pub fn load(a: &ScenarioArgs) -> Result<Scenario, Error> {
+    load_scenario(a.scenario.as_deref(), &a.settings)
 }
 
 /// A scenario by name/path, or from `--model` overrides, or the default scenario.
 pub fn load_scenario(name: Option<&str>, o: &Overrides) -> Result<Scenario, Error> {
-    let dir = scenario::scenarios_dir();
     let name = match (name, &o.model) {
         (Some(s), _) => Some(s),
         (None, Some(_)) => None,
@@ -71,8 +82,7 @@ pub fn load_scenario(name: Option<&str>, o: &Overrides) -> Result<Scenario, Erro
     };
     match name {
         Some(n) => {
-            let path = scenario::locate(n, &dir)?;
-            let file = scenario::parse_file(&path)?;
+            let (path, file) = scenario::load_named(n)?;
             scenario::resolve(Some((&path, file)), o)
         }
         None => scenario::resolve(None, o),

@@ -52,14 +52,14 @@ fn with_decisions(s: &ScheduleFile, decisions: Vec<Decision>) -> Result<Plan, Er
 }
 
 pub fn shrink(a: &ShrinkArgs) -> Result<i32, Error> {
-    exec::check_run_dir(&a.run_dir)?;
-    if !a.run_dir.join("schedule.json").is_file() {
+    let run_dir = &super::target::run_dir(&a.run_dir)?;
+    if !run_dir.join("schedule.json").is_file() {
         return Err(usage(format!(
             "{} is not a det run (no schedule.json); `replay --det` finds a det reproduction of a stress run",
-            a.run_dir.display()
+            run_dir.display()
         )));
     }
-    let orig: ScheduleFile = exec::read_json(&a.run_dir, "schedule.json")?;
+    let orig: ScheduleFile = exec::read_json(&run_dir, "schedule.json")?;
     if orig.exit_code == exit::CLEAN {
         return Err(usage("nothing to shrink: the run was clean"));
     }
@@ -79,7 +79,7 @@ pub fn shrink(a: &ShrinkArgs) -> Result<i32, Error> {
     fewer_ops(&mut s, &mut best)?;
 
     let (sched, mut ex) = best;
-    let dir = a.run_dir.join("shrunk");
+    let dir = run_dir.join("shrunk");
     std::fs::create_dir_all(&dir)
         .map_err(|e| Error::Fault(format!("cannot create {}: {e}", dir.display())))?;
     let plan = sched.replay_plan()?;
@@ -89,15 +89,15 @@ pub fn shrink(a: &ShrinkArgs) -> Result<i32, Error> {
     let mut text = format!(
         "{} / {}: {} {} — {} threads, {} ops per worker, {} steps, {} preemptions\n\
          (shrunk from {} threads, {} steps, {} preemptions; replay: kvmtorture replay {})\n\n",
-        sched.scenario.model,
-        sched.scenario.variant,
+        sched.scenario.model.as_deref().unwrap_or("?"),
+        sched.scenario.variant.as_deref().unwrap_or("?"),
         sched.status,
         sched.invariant.as_deref().unwrap_or(""),
-        sched.scenario.threads,
+        sched.scenario.threads.unwrap_or(0),
         sched.scenario.ops.unwrap_or(0),
         d.steps,
         d.preemptions,
-        orig.scenario.threads,
+        orig.scenario.threads.unwrap_or(0),
         orig.steps,
         orig.preemptions,
         dir.display()
@@ -108,11 +108,11 @@ pub fn shrink(a: &ShrinkArgs) -> Result<i32, Error> {
     text += &interleave::render(&d.tail, d.threads.len());
     report::write(&dir, "interleaving.txt", &text)?;
     let out = json!({
-        "before": {"threads": orig.scenario.threads, "ops": orig.scenario.ops, "steps": orig.steps, "preemptions": orig.preemptions, "decisions": orig.decisions.len()},
-        "after": {"threads": sched.scenario.threads, "ops": sched.scenario.ops, "steps": sched.steps, "preemptions": sched.preemptions, "decisions": sched.decisions.len()},
+        "before": {"threads": orig.scenario.threads.unwrap_or(0), "ops": orig.scenario.ops, "steps": orig.steps, "preemptions": orig.preemptions, "decisions": orig.decisions.len()},
+        "after": {"threads": sched.scenario.threads.unwrap_or(0), "ops": sched.scenario.ops, "steps": sched.steps, "preemptions": sched.preemptions, "decisions": sched.decisions.len()},
         "runs": s.runs, "invariant": sched.invariant, "status": sched.status, "shrunk_dir": dir.display().to_string(),
     });
-    match a.format {
+    match a.out.format {
         Format::Json => print!("{}", exec::to_json(&out)),
         _ => println!(
             "shrunk {} {} in {} runs: steps {} → {}, preemptions {} → {}, threads {} → {}, ops {} → {}\n  {}/interleaving.txt",
@@ -123,8 +123,8 @@ pub fn shrink(a: &ShrinkArgs) -> Result<i32, Error> {
             sched.steps,
             orig.preemptions,
             sched.preemptions,
-            orig.scenario.threads,
-            sched.scenario.threads,
+            orig.scenario.threads.unwrap_or(0),
+            sched.scenario.threads.unwrap_or(0),
             orig.scenario.ops.unwrap_or(0),
             sched.scenario.ops.unwrap_or(0),
             dir.display()

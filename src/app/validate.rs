@@ -6,6 +6,7 @@
 use super::exec::{self, Plan};
 use super::list::expect_text;
 use super::run::load_scenario;
+use super::run_dir::RunDir;
 use crate::cli::{ModeArg, ValidateArgs};
 use crate::error::{exit, Error};
 use crate::model::{self, Cell, Expect, ModelDesc, VariantDesc, VariantKind};
@@ -95,13 +96,14 @@ fn check(a: &ValidateArgs, case: &Case) -> Result<Verdict, Error> {
         duration: Some(a.duration),
         ops: a.ops,
         seed: Some(a.seed),
-        params: case.cell.params.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+        mode: a.mode,
+        param_flags: case.cell.params.iter().map(|(k, v)| format!("{k}={v}")).collect(),
         ..Overrides::default()
     };
     let name = format!("{}-{}", m.name, v.name);
-    let shipped = scenario::scenarios_dir().join(format!("{name}.toml")).is_file();
+    let shipped = scenario::load_named(&name).is_ok();
     let sc = load_scenario(shipped.then_some(name.as_str()), &o)?;
-    let plan = Plan::new(sc, &a.det, ModeArg::Stress)?;
+    let plan = Plan::new(sc, ModeArg::Stress)?;
     let mut ex = exec::execute(&plan, &crate::interrupt::requested, &mut Silent)?;
     let s = &ex.summary;
     let first = s.violations.first().map_or("", |x| x.invariant.as_str());
@@ -143,12 +145,11 @@ fn check(a: &ValidateArgs, case: &Case) -> Result<Verdict, Error> {
         ),
     };
     if !ok {
-        let dir = report::create_run_dir(&a.results_dir, &plan.sc.name, v.name, plan.sc.seed)?;
-        exec::save_plan(&dir, &plan)?;
-        exec::save_result(&dir, &plan, &mut ex)?;
+        let dir = RunDir::create(&a.out.results_dir, &plan)?;
+        dir.finish(&plan, &mut ex)?;
         return Ok(Verdict {
             ok,
-            line: format!("{line} (see {})", dir.display()),
+            line: format!("{line} (see {})", dir.path().display()),
         });
     }
     Ok(Verdict { ok, line })

@@ -2,7 +2,7 @@
 
 use super::Summary;
 use crate::engine::recorder::{Entry, Kind, Recorder};
-use crate::engine::{Outcome, Status};
+use crate::engine::Outcome;
 use crate::sched::det::{DetOutcome, Hang, ThreadStatus};
 use std::fmt::Write;
 
@@ -151,13 +151,13 @@ fn entry_line(e: &Entry, steps: bool) -> String {
         Kind::Event => format!("  [{t}]     {} a={:#x} b={:#x}\n", e.what, e.a, e.b),
     }
 }
-
 fn indent(s: &str) -> String {
     s.lines().map(|l| format!("  {l}\n")).collect()
 }
 
-/// The result block printed at the end of a human-format run.
-pub fn human_result(s: &Summary, o: &Outcome, run_dir: &str) -> String {
+/// The terminal's summary of a run (also `kvmtorture report`'s human form): read
+/// from the summary alone, so a finished run re-renders the same.
+pub fn human_result(s: &Summary) -> String {
     let mut r = String::new();
     let _ = writeln!(
         r,
@@ -171,14 +171,18 @@ pub fn human_result(s: &Summary, o: &Outcome, run_dir: &str) -> String {
         s.ops_per_s,
         s.threads
     );
-    for f in o.found.iter().take(5) {
-        let _ = writeln!(r, "  {}: {}", f.violation.invariant, f.violation.message);
+    for v in s.violations.iter().take(5) {
+        let _ = writeln!(
+            r,
+            "  {} (worker {}, {}): {}",
+            v.invariant, v.thread, v.op, v.message
+        );
     }
-    if let Some(f) = &o.fault {
+    if let Some(f) = &s.fault {
         let _ = writeln!(r, "  harness fault: {f}");
     }
-    if !o.stalled.is_empty() {
-        let _ = writeln!(r, "  stalled workers: {:?}", o.stalled);
+    if !s.stalled_threads.is_empty() {
+        let _ = writeln!(r, "  stalled workers: {:?}", s.stalled_threads);
     }
     if let Some(d) = &s.det {
         let _ = writeln!(
@@ -190,16 +194,29 @@ pub fn human_result(s: &Summary, o: &Outcome, run_dir: &str) -> String {
             let _ = writeln!(r, "  {l}");
         }
     }
-    let cov: Vec<String> = o.coverage.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    let _ = writeln!(r, "  coverage: {}", cov.join(" "));
-    let _ = writeln!(r, "  results: {run_dir}");
-    if o.status != Status::Clean {
-        let _ = writeln!(r, "  replay: {}", s.replay);
+    let n = s.coverage.len();
+    let _ = writeln!(
+        r,
+        "  coverage: {}/{n} windows entered",
+        n - s.windows_never_entered.len()
+    );
+    if !s.windows_never_entered.is_empty() && s.status == "clean" {
+        let _ = writeln!(
+            r,
+            "  warning: never entered: {} (a clean run proves nothing about them)",
+            s.windows_never_entered.join(", ")
+        );
+    }
+    if !s.run_dir.is_empty() {
+        let _ = writeln!(r, "  results: {}", s.run_dir);
+    }
+    if s.status != "clean" {
+        let _ = writeln!(r, "  rerun: {}", s.replay);
     }
     r
 }
 
-/// A KTAP v1 document with one test (the run), for kernel CI tooling.
+/// A one-test KTAP document for a run (kselftest's format), with the run directory.
 pub fn ktap_result(s: &Summary) -> String {
     let ok = if s.status == "clean" { "ok" } else { "not ok" };
     let mut r = String::from("KTAP version 1\n1..1\n");
@@ -209,6 +226,9 @@ pub fn ktap_result(s: &Summary) -> String {
             "# {} thread {} op {}: {}",
             v.invariant, v.thread, v.op, v.message
         );
+    }
+    if !s.run_dir.is_empty() {
+        let _ = writeln!(r, "# run_dir: {}", s.run_dir);
     }
     let _ = writeln!(
         r,

@@ -166,7 +166,7 @@ pub static DESC: ModelDesc = ModelDesc {
             name: "double-put",
             commit: "79593c08",
             kind: VariantKind::Race,
-            expect: Expect::Caught(&["I3", "M1", "M2"]),
+            expect: Expect::Caught(&["I3", "M1", "M2", "Q3"]),
             cells: &[],
             needs_concurrency: false,
             doc: "pinning era: a failed translation releases the pfn but leaves gpc->pfn/khva naming it",
