@@ -20,4 +20,5 @@ pub mod rng;
 pub mod scenario;
 pub mod sched;
 pub mod settings;
+pub mod status;
 pub mod sync;

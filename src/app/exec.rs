@@ -139,7 +139,7 @@ pub fn execute(
         det: plan.det.clone(),
     };
     let outcome = engine::run(sc.model, model, cfg, interrupted, obs);
-    let code = exit_code(outcome.status);
+    let code = outcome.status.exit_code();
     let mut summary = initial_summary(plan);
     summary.complete(&outcome, code);
     Ok(Executed {
@@ -147,16 +147,6 @@ pub fn execute(
         summary,
         code,
     })
-}
-
-pub fn exit_code(s: Status) -> i32 {
-    match s {
-        Status::Clean => exit::CLEAN,
-        Status::Violation => exit::VIOLATION,
-        Status::Stall | Status::Deadlock | Status::Livelock => exit::STALL,
-        Status::Fault => exit::FAULT,
-        Status::Interrupted => exit::INTERRUPTED,
-    }
 }
 
 /// The summary before the run (status `running`).
@@ -320,13 +310,8 @@ pub fn read_json<T: for<'de> Deserialize<'de>>(dir: &Path, name: &str) -> Result
     serde_json::from_str(&text).map_err(|e| usage(format!("malformed {}: {e}", p.display())))
 }
 
-/// The exit code a run with status `s` (as written in summaries) ended with.
+/// The exit code a run with status `s` (as written in summaries) ended with; a
+/// summary still `running` never finished (a crash or `kill -9`).
 pub fn exit_code_of_status(s: &str) -> i32 {
-    match s {
-        "violation" => exit::VIOLATION,
-        "stall" | "deadlock" | "livelock" => exit::STALL,
-        "fault" => exit::FAULT,
-        "interrupted" => exit::INTERRUPTED,
-        _ => exit::CLEAN,
-    }
+    Status::parse(s).map_or(exit::INTERRUPTED, Status::exit_code)
 }

@@ -4,7 +4,7 @@
 use super::exec;
 use super::target;
 use crate::cli::{Format, ReportArgs};
-use crate::error::{exit, Error};
+use crate::error::Error;
 use crate::report::{self, Summary};
 
 pub fn report(a: &ReportArgs) -> Result<i32, Error> {
@@ -26,11 +26,5 @@ pub fn report(a: &ReportArgs) -> Result<i32, Error> {
         }
     };
     report::print_line(text.trim_end());
-    Ok(s.exit_code.unwrap_or_else(|| {
-        if s.status == "running" {
-            exit::INTERRUPTED
-        } else {
-            exec::exit_code_of_status(&s.status)
-        }
-    }))
+    Ok(s.exit_code.unwrap_or_else(|| exec::exit_code_of_status(&s.status)))
 }

@@ -69,18 +69,7 @@ pub struct Found {
     pub violation: Violation,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status {
-    Clean,
-    Violation,
-    Stall,
-    Fault,
-    Interrupted,
-    /// Det mode: every live thread waited for another.
-    Deadlock,
-    /// Det mode: steps went on but no op completed within the budget.
-    Livelock,
-}
+pub use crate::status::Status;
 
 /// Everything a run produced.
 pub struct Outcome {

@@ -1,6 +1,6 @@
 //! `summary.json`: the machine-readable record of a run.
 
-use crate::engine::{Outcome, Status};
+use crate::engine::Outcome;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -79,22 +79,10 @@ pub fn hex(h: u64) -> String {
     format!("{h:#018x}")
 }
 
-pub fn status_name(s: Status) -> &'static str {
-    match s {
-        Status::Clean => "clean",
-        Status::Violation => "violation",
-        Status::Stall => "stall",
-        Status::Fault => "fault",
-        Status::Interrupted => "interrupted",
-        Status::Deadlock => "deadlock",
-        Status::Livelock => "livelock",
-    }
-}
-
 impl Summary {
     /// Fills in the results of a finished run.
     pub fn complete(&mut self, o: &Outcome, exit_code: i32) {
-        self.status = status_name(o.status).into();
+        self.status = o.status.name().into();
         self.duration_s = o.elapsed.as_secs_f64();
         self.ops_total = o.ops_total;
         self.ops_per_s = o.ops_total as f64 / self.duration_s.max(1e-9);
