@@ -7,7 +7,7 @@ use super::run;
 use super::run_dir::RunDir;
 use crate::cli::{Format, HuntArgs, ModeArg};
 use crate::error::{exit, usage, Error};
-use crate::report::{self, progress::Silent};
+use crate::report::{self, ktap::Ktap, progress::Silent};
 use rayon::prelude::*;
 use serde_json::json;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -187,7 +187,33 @@ pub fn hunt(a: &HuntArgs) -> Result<i32, Error> {
                 "results_dir": hunt_dir.display().to_string(), "elapsed_s": elapsed,
             }))
         ),
-        _ => {
+        Format::Ktap => {
+            // One result per seed tried: failing ones carry their run directory.
+            let mut k = Ktap::new(tried.len());
+            for seed in &tried {
+                match failing.iter().find(|f| f["seed"] == *seed) {
+                    Some(f) => k.result(
+                        false,
+                        &format!("{}-{} seed {seed}", sc.model.name, sc.variant.name),
+                        &[
+                            format!(
+                                "{} {}",
+                                f["status"].as_str().unwrap_or(""),
+                                f["invariant"].as_str().unwrap_or("")
+                            ),
+                            format!("run_dir: {}", f["run_dir"].as_str().unwrap_or("")),
+                        ],
+                    ),
+                    None => k.result(
+                        true,
+                        &format!("{}-{} seed {seed}", sc.model.name, sc.variant.name),
+                        &[],
+                    ),
+                }
+            }
+            print!("{}", k.finish());
+        }
+        Format::Human => {
             println!(
                 "hunt {} / {} ({}{}): {} seed(s) tried in {elapsed:.1}s, {} failing",
                 sc.model.name,

@@ -9,7 +9,7 @@ use super::target;
 use crate::cli::{Format, ModeArg, ReplayArgs, StrategyArg};
 use crate::engine::Observer;
 use crate::error::{exit, usage, Error};
-use crate::report::{hex, progress::Silent};
+use crate::report::{hex, ktap::Ktap, progress::Silent};
 use crate::scenario::Scenario;
 use serde_json::json;
 use std::path::Path;
@@ -69,7 +69,19 @@ fn replay_det(dir: &Path, format: Format) -> Result<i32, Error> {
                 "steps": d.steps, "status": ex.summary.status,
             })
         ),
-        _ => {
+        Format::Ktap => {
+            let mut k = Ktap::new(1);
+            k.result(
+                matched,
+                &format!("replay {}", dir.display()),
+                &[format!(
+                    "{} steps, {} (exit {}), schedule {sh}, trace {th}",
+                    d.steps, ex.summary.status, ex.code
+                )],
+            );
+            print!("{}", k.finish());
+        }
+        Format::Human => {
             println!(
                 "{}: replayed {} steps → {} (exit {}), schedule {sh}, trace {th}",
                 if matched { "MATCH" } else { "MISMATCH" },
@@ -129,7 +141,20 @@ fn replay_stress(
             "{}",
             json!({"target_status": sig.0, "target_invariant": sig.1, "times": times, "reproduced": hits, "rate": rate})
         ),
-        _ => println!(
+        Format::Ktap => {
+            let mut k = Ktap::new(1);
+            k.result(
+                hits > 0,
+                &format!("replay {} seed {}", plan.sc.name, plan.sc.seed),
+                &[format!(
+                    "reproduced {hits}/{times} of {} {}",
+                    sig.0,
+                    sig.1.as_deref().unwrap_or("")
+                )],
+            );
+            print!("{}", k.finish());
+        }
+        Format::Human => println!(
             "reproduced {hits}/{times} ({:.0}%) of {}{} with seed {}",
             rate * 100.0,
             sig.0,

@@ -26,5 +26,6 @@ pub fn report(a: &ReportArgs) -> Result<i32, Error> {
         }
     };
     report::print_line(text.trim_end());
-    Ok(s.exit_code.unwrap_or_else(|| exec::exit_code_of_status(&s.status)))
+    Ok(s.exit_code
+        .unwrap_or_else(|| exec::exit_code_of_status(&s.status)))
 }

@@ -7,7 +7,7 @@ use super::exec::{self, Plan};
 use super::list::expect_text;
 use super::run::load_scenario;
 use super::run_dir::RunDir;
-use crate::cli::{ModeArg, ValidateArgs};
+use crate::cli::{Format, ModeArg, ValidateArgs};
 use crate::error::{exit, Error};
 use crate::model::{self, Cell, Expect, ModelDesc, VariantDesc, VariantKind};
 use crate::report::{self, progress::Silent};
@@ -69,19 +69,35 @@ pub fn cases(only: Option<&'static ModelDesc>, mutants: bool) -> Vec<Case> {
 pub fn validate(a: &ValidateArgs) -> Result<i32, Error> {
     let only = a.model.as_deref().map(scenario::find_model).transpose()?;
     let cases = cases(only, a.mutants);
-    report::print_line(&format!("KTAP version 1\n1..{}", cases.len()));
-    let (mut passed, mut failed) = (0, 0);
+    let json = a.out.format == Format::Json;
+    // KTAP streams a line per case as it finishes (human and ktap alike); JSON comes
+    // whole at the end.
+    if !json {
+        report::print_line(&format!("KTAP version 1\n1..{}", cases.len()));
+    }
+    let (mut passed, mut failed, mut results) = (0, 0, Vec::new());
     for (i, case) in cases.iter().enumerate() {
         let verdict = check(a, case)?;
-        let ok = if verdict.ok { "ok" } else { "not ok" };
-        report::print_line(&format!("{ok} {} {} # {}", i + 1, case.label(), verdict.line));
+        if json {
+            results.push(serde_json::json!({
+                "case": case.label(), "ok": verdict.ok, "detail": verdict.line,
+            }));
+        } else {
+            let ok = if verdict.ok { "ok" } else { "not ok" };
+            report::print_line(&format!("{ok} {} {} # {}", i + 1, case.label(), verdict.line));
+        }
         if verdict.ok {
             passed += 1;
         } else {
             failed += 1;
         }
     }
-    report::print_line(&format!("validate: {passed} passed, {failed} failed"));
+    if json {
+        let doc = serde_json::json!({"passed": passed, "failed": failed, "cases": results});
+        report::print_line(&serde_json::to_string_pretty(&doc).expect("json"));
+    } else {
+        report::print_line(&format!("validate: {passed} passed, {failed} failed"));
+    }
     Ok(if failed == 0 { exit::CLEAN } else { exit::VIOLATION })
 }
 

@@ -3,6 +3,7 @@
 //! terminal.
 
 pub mod interleave;
+pub mod ktap;
 pub mod progress;
 mod summary;
 mod text;
