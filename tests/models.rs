@@ -296,3 +296,22 @@ fn a_det_run_of_every_model_replays_exactly() {
         assert_eq!(rcode, code, "{}/{}", m.name, v.name);
     }
 }
+
+#[test]
+fn every_public_variant_has_a_shipped_scenario_that_names_it() {
+    let mut missing = Vec::new();
+    for m in model::public() {
+        for v in m.variants.iter().filter(|v| !v.hidden()) {
+            let file = format!("{}-{}.toml", m.name, v.name);
+            match kvmtorture::scenario::shipped(&file) {
+                None => missing.push(file),
+                Some(text) => {
+                    let t: toml::Table = text.parse().unwrap();
+                    assert_eq!(t["model"].as_str(), Some(m.name), "{file}");
+                    assert_eq!(t["variant"].as_str(), Some(v.name), "{file}");
+                }
+            }
+        }
+    }
+    assert!(missing.is_empty(), "no shipped scenario: {missing:?}");
+}
