@@ -243,9 +243,10 @@ fn fixed_variants_and_controls_are_clean_and_enter_every_window() {
 fn caught_runs_with_keep_going_end_at_their_duration() {
     let res = TempDir::new().unwrap();
     let mut failures = Vec::new();
+    // The historical races (mutants leave the same kind of state behind).
     for c in cases()
         .iter()
-        .filter(|c| matches!(c.cell.expect, Expect::Caught(_)))
+        .filter(|c| c.v.kind == VariantKind::Race && matches!(c.cell.expect, Expect::Caught(_)))
     {
         let (code, out, err) = kt(
             &[&["run".to_string()][..], &c.args()].concat(),
