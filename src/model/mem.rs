@@ -691,7 +691,10 @@ mod tests {
         let p = a.alloc_mapped("t").unwrap();
         let g = a.state(p).unwrap().gen;
         assert!(a.try_get(p, "pin"));
-        assert!(!a.recycle(p, "m"), "a page with a reference in flight is not reclaimed");
+        assert!(
+            !a.recycle(p, "m"),
+            "a page with a reference in flight is not reclaimed"
+        );
         a.keep_as_pin(p, "pin").unwrap();
         assert!(!a.recycle(p, "m"), "a pinned page is not reclaimed");
         a.unpin(p, "pin").unwrap();

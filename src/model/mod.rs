@@ -15,8 +15,8 @@ pub mod hpt;
 pub mod mem;
 pub mod notifier;
 pub mod pfncache;
-pub mod vpa;
 pub mod testing;
+pub mod vpa;
 
 pub use contract::{Ctx, Model, Violation};
 pub use desc::{

@@ -46,7 +46,9 @@ pub(super) struct Token {
 impl Token {
     /// Generations start at 1, so 0 is NULL.
     fn pack(t: Option<Token>) -> u64 {
-        t.map_or(0, |t| t.gen << (OFF_BITS + PAGE_BITS) | t.page << OFF_BITS | t.off)
+        t.map_or(0, |t| {
+            t.gen << (OFF_BITS + PAGE_BITS) | t.page << OFF_BITS | t.off
+        })
     }
 
     fn unpack(v: u64) -> Option<Token> {
@@ -221,7 +223,10 @@ impl Vpa {
         }
         op.note(self.arena.keep_as_pin(page, AREA_NAMES[owner.1]));
         let gen = self.arena.state(page).map_or(0, |s| s.gen);
-        self.ledger[page as usize].lock().unwrap_or_else(|e| e.into_inner()).push((owner.0, owner.1, gen));
+        self.ledger[page as usize]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((owner.0, owner.1, gen));
         op.event("pin", page, (owner.0 * 4 + owner.1) as u64);
         Some((
             Token {
@@ -236,7 +241,12 @@ impl Vpa {
     /// `kvmppc_unpin_guest_page()` of the pin `owner` took: marks the page dirty if
     /// `dirty` (a V7 report) and drops the pin. V6: an unpin of NULL, or of a pin
     /// `owner` does not hold (a double unpin), is refused and reported.
-    pub(super) fn unpin(&self, t: Option<Token>, owner: (usize, usize), dirty: bool) -> Result<(), Violation> {
+    pub(super) fn unpin(
+        &self,
+        t: Option<Token>,
+        owner: (usize, usize),
+        dirty: bool,
+    ) -> Result<(), Violation> {
         let Some(t) = t else {
             return Err(Violation::new(
                 "V6",
@@ -249,7 +259,9 @@ impl Vpa {
         };
         let rec = (owner.0, owner.1, t.gen);
         {
-            let mut l = self.ledger[t.page as usize].lock().unwrap_or_else(|e| e.into_inner());
+            let mut l = self.ledger[t.page as usize]
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
             let Some(i) = l.iter().position(|r| *r == rec) else {
                 drop(l);
                 return Err(Violation::new(
@@ -350,5 +362,23 @@ impl Vpa {
             );
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_survives_its_packing_and_null_is_zero() {
+        let t = Token {
+            page: MAX_PAGES - 1,
+            off: PAGE_SIZE,
+            gen: 123_456,
+        };
+        assert_eq!(Token::unpack(Token::pack(Some(t))), Some(t));
+        assert_eq!(Token::pack(None), 0);
+        assert_eq!(Token::unpack(0), None);
+        assert_eq!(t.plus(0).off, PAGE_SIZE);
     }
 }

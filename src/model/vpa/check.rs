@@ -11,7 +11,11 @@ impl Vpa {
     pub(super) fn quiescent(&self) -> Result<(), Violation> {
         for v in &self.vcpus {
             if let Some(h) = v.lock.holder() {
-                return Err(self.fail(v, "V6", format!("at rest vcpu{}'s vpa_update_lock is held by worker {h}", v.id)));
+                return Err(self.fail(
+                    v,
+                    "V6",
+                    format!("at rest vcpu{}'s vpa_update_lock is held by worker {h}", v.id),
+                ));
             }
             for area in 0..3 {
                 self.check_area(v, area)?;
@@ -44,7 +48,10 @@ impl Vpa {
                 return Err(self.fail(
                     v,
                     "V1b",
-                    format!("vcpu{} {name}: pending {:#x} len {} but the last call registered {reg:?}", v.id, pending.0, pending.1),
+                    format!(
+                        "vcpu{} {name}: pending {:#x} len {} but the last call registered {reg:?}",
+                        v.id, pending.0, pending.1
+                    ),
                 ));
             }
             return Ok(());
@@ -72,12 +79,19 @@ impl Vpa {
             ));
         }
         if let Some(t) = pinned {
-            let len_ok = end.is_some_and(|e| e.page == t.page && e.gen == t.gen && e.off == t.off + a.len.peek());
+            let len_ok =
+                end.is_some_and(|e| e.page == t.page && e.gen == t.gen && e.off == t.off + a.len.peek());
             if !len_ok {
                 return Err(self.fail(
                     v,
                     "V2",
-                    format!("vcpu{} {name}: pinned {} end {} but len {}", v.id, show(pinned), show(end), a.len.peek()),
+                    format!(
+                        "vcpu{} {name}: pinned {} end {} but len {}",
+                        v.id,
+                        show(pinned),
+                        show(end),
+                        a.len.peek()
+                    ),
                 ));
             }
         }
@@ -86,11 +100,19 @@ impl Vpa {
 
     /// V3: `dtl_ptr` is NULL exactly when the DTL is, else inside it on an entry boundary.
     fn check_dtl_ptr(&self, v: &Vcpu) -> Result<(), Violation> {
-        let (ptr, start, end) = (v.dtl_ptr.peek(), v.areas[DTL].pinned.peek(), v.areas[DTL].pinned_end.peek());
+        let (ptr, start, end) = (
+            v.dtl_ptr.peek(),
+            v.areas[DTL].pinned.peek(),
+            v.areas[DTL].pinned_end.peek(),
+        );
         let ok = match (ptr, start, end) {
             (None, None, _) => true,
             (Some(p), Some(s), Some(e)) => {
-                p.page == s.page && p.gen == s.gen && s.off <= p.off && p.off < e.off && (p.off - s.off) % DTL_ENTRY == 0
+                p.page == s.page
+                    && p.gen == s.gen
+                    && s.off <= p.off
+                    && p.off < e.off
+                    && (p.off - s.off) % DTL_ENTRY == 0
             }
             _ => false,
         };
@@ -100,7 +122,13 @@ impl Vpa {
             Err(self.fail(
                 v,
                 "V3",
-                format!("vcpu{}: dtl_ptr {} outside the DTL [{}, {})", v.id, show(ptr), show(start), show(end)),
+                format!(
+                    "vcpu{}: dtl_ptr {} outside the DTL [{}, {})",
+                    v.id,
+                    show(ptr),
+                    show(start),
+                    show(end)
+                ),
             ))
         }
     }
@@ -117,7 +145,10 @@ impl Vpa {
                     }
                 }
             }
-            let mut ledger = self.ledger[page as usize].lock().unwrap_or_else(|e| e.into_inner()).clone();
+            let mut ledger = self.ledger[page as usize]
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
             let pins = self.arena.state(page).map_or(0, |s| s.pins);
             held.sort_unstable();
             ledger.sort_unstable();
@@ -142,8 +173,11 @@ impl Vpa {
         for page in 0..self.pages {
             let pins = self.arena.state(page).map_or(0, |s| s.pins);
             if pins != 0 {
-                return Err(Violation::new("V6", format!("after teardown guest page {page} still has {pins} pins"))
-                    .with_state(self.arena.describe(page)));
+                return Err(Violation::new(
+                    "V6",
+                    format!("after teardown guest page {page} still has {pins} pins"),
+                )
+                .with_state(self.arena.describe(page)));
             }
         }
         Ok(())

@@ -130,8 +130,10 @@ impl Vpa {
     /// aligned address in guest memory with a length that fits.
     pub(super) fn pick_call(&self, op: &mut Op, caller: usize) -> Args {
         let target = self.pick_target(op, caller);
-        let sub = [REG_VPA, REG_VPA, REG_VPA, REG_DTL, REG_DTL, REG_DTL, REG_SLB, REG_SLB, DEREG_VPA, DEREG_DTL, DEREG_DTL, DEREG_SLB]
-            [op.rng().index(12)];
+        let sub = [
+            REG_VPA, REG_VPA, REG_VPA, REG_DTL, REG_DTL, REG_DTL, REG_SLB, REG_SLB, DEREG_VPA, DEREG_DTL,
+            DEREG_DTL, DEREG_SLB,
+        ][op.rng().index(12)];
         let len = self.pick_len(op, sub);
         let addr = self.pick_addr(op, len);
         Args::new(target, sub, addr, len)
@@ -150,7 +152,14 @@ impl Vpa {
     fn pick_len(&self, op: &mut Op, sub: u64) -> u64 {
         match sub {
             REG_VPA => [LPPACA_SIZE, 1024][op.rng().index(2)],
-            REG_DTL => DTL_ENTRY * (1 + op.rng().below(4)) + if op.rng().chance(0.5) { op.rng().below(DTL_ENTRY) } else { 0 },
+            REG_DTL => {
+                DTL_ENTRY * (1 + op.rng().below(4))
+                    + if op.rng().chance(0.5) {
+                        op.rng().below(DTL_ENTRY)
+                    } else {
+                        0
+                    }
+            }
             REG_SLB => [16, 64, 256][op.rng().index(3)],
             _ => 0,
         }
@@ -196,14 +205,28 @@ impl Vpa {
                 Args::new(target, sub, addr, len)
             }
             6 => {
-                let (sub, min) = if op.rng().chance(0.5) { (REG_VPA, LPPACA_SIZE) } else { (REG_DTL, DTL_ENTRY) };
+                let (sub, min) = if op.rng().chance(0.5) {
+                    (REG_VPA, LPPACA_SIZE)
+                } else {
+                    (REG_DTL, DTL_ENTRY)
+                };
                 let len = REG_VPA_SIZE + op.rng().below(min - REG_VPA_SIZE);
                 Args::new(target, sub, self.pick_addr(op, min), len)
             }
-            7 => Args::new(target, REG_SLB, self.pick_addr(op, 16), REG_VPA_SIZE + op.rng().below(8)),
+            7 => Args::new(
+                target,
+                REG_SLB,
+                self.pick_addr(op, 16),
+                REG_VPA_SIZE + op.rng().below(8),
+            ),
             _ => {
                 let (len, addr) = good(self, op, REG_DTL);
-                Args::new(target, [REG_DTL, REG_SLB, DEREG_VPA][op.rng().index(3)], addr, len)
+                Args::new(
+                    target,
+                    [REG_DTL, REG_SLB, DEREG_VPA][op.rng().index(3)],
+                    addr,
+                    len,
+                )
             }
         }
     }
@@ -217,8 +240,16 @@ impl Vpa {
         let base = target * 3 + sub;
         let x = (base % self.pages) * PAGE_SIZE;
         let y = ((base + 1) % self.pages) * PAGE_SIZE + 128;
-        let (l1, l2, l3) = (self.pick_len(op, sub), self.pick_len(op, sub), self.pick_len(op, sub));
-        vec![Args::new(target, sub, x, l1), Args::new(target, sub, y, l2), Args::new(target, sub, x, l3)]
+        let (l1, l2, l3) = (
+            self.pick_len(op, sub),
+            self.pick_len(op, sub),
+            self.pick_len(op, sub),
+        );
+        vec![
+            Args::new(target, sub, x, l1),
+            Args::new(target, sub, y, l2),
+            Args::new(target, sub, x, l3),
+        ]
     }
 
     /// Runs one call from vCPU `caller` and checks its return code against the
@@ -235,11 +266,17 @@ impl Vpa {
             H_RESOURCE => op.cover(cov::BAD_H_RESOURCE),
             _ => {}
         }
-        if ret == H_SUCCESS && a.subfunc() >= DEREG_VPA && area_of(a.subfunc()).is_some_and(|x| snap.reg[x].is_none()) {
+        if ret == H_SUCCESS
+            && a.subfunc() >= DEREG_VPA
+            && area_of(a.subfunc()).is_some_and(|x| snap.reg[x].is_none())
+        {
             op.cover(cov::DEREG_UNREGISTERED);
         }
         if ret != want {
-            let state = self.vcpus.get(a.target as usize).map_or(String::new(), |v| v.describe());
+            let state = self
+                .vcpus
+                .get(a.target as usize)
+                .map_or(String::new(), |v| v.describe());
             op.flag(
                 Violation::new(
                     "V4",
@@ -337,7 +374,11 @@ impl Vpa {
             ghost.reg[area] = (addr != 0).then_some((addr, len));
             ghost.seq[area] += 1;
             if tv.state.load(SeqCst) != NOT_RUNNABLE {
-                op.cover(if addr != 0 { cov::REGISTER_WHILE_RUNNABLE } else { cov::DEREG_WHILE_RUNNABLE });
+                op.cover(if addr != 0 {
+                    cov::REGISTER_WHILE_RUNNABLE
+                } else {
+                    cov::DEREG_WHILE_RUNNABLE
+                });
             }
         }
         drop(ghost);
@@ -426,7 +467,10 @@ impl Vpa {
             let dirty = me.areas[area].dirty.load(SeqCst);
             let r = self.unpin(own, (caller, area), dirty).map_err(|v| {
                 // The report shows the target's area and page too: the pin that leaks.
-                let page = tv.areas[area].pinned.peek().map_or(String::new(), |t| self.arena.describe(t.page));
+                let page = tv.areas[area]
+                    .pinned
+                    .peek()
+                    .map_or(String::new(), |t| self.arena.describe(t.page));
                 let state = format!("{}{}{page}", v.state, tv.describe());
                 v.with_state(state)
             });
@@ -484,24 +528,66 @@ mod tests {
         let none = reg(false, false);
         let call = |t, sub, addr, len| Args::new(t, sub, addr, len);
         for rules in [m, p] {
-            assert_eq!(reference(rules, &call(9, REG_VPA, 0x1000, 640), 2, 4, &none), H_PARAMETER);
+            assert_eq!(
+                reference(rules, &call(9, REG_VPA, 0x1000, 640), 2, 4, &none),
+                H_PARAMETER
+            );
             assert_eq!(reference(rules, &call(0, 0, 0, 0), 2, 4, &none), H_PARAMETER);
             assert_eq!(reference(rules, &call(0, 4, 0, 0), 2, 4, &none), H_PARAMETER);
-            assert_eq!(reference(rules, &call(0, REG_VPA, 0x1008, 640), 2, 4, &none), H_PARAMETER);
-            assert_eq!(reference(rules, &call(0, REG_VPA, 0x5000, 640), 2, 4, &none), H_PARAMETER);
-            assert_eq!(reference(rules, &call(0, REG_VPA, 0x1f80, 640), 2, 4, &none), H_PARAMETER);
-            assert_eq!(reference(rules, &call(0, REG_VPA, 0x1000, 600), 2, 4, &none), H_PARAMETER);
-            assert_eq!(reference(rules, &call(0, DEREG_VPA, 0, 0), 2, 4, &reg(true, true)), H_RESOURCE);
-            assert_eq!(reference(rules, &call(0, DEREG_DTL, 0, 0), 2, 4, &none), H_SUCCESS);
-            assert_eq!(reference(rules, &call(0, REG_SLB, 0x1000, 64), 2, 4, &none), H_RESOURCE);
+            assert_eq!(
+                reference(rules, &call(0, REG_VPA, 0x1008, 640), 2, 4, &none),
+                H_PARAMETER
+            );
+            assert_eq!(
+                reference(rules, &call(0, REG_VPA, 0x5000, 640), 2, 4, &none),
+                H_PARAMETER
+            );
+            assert_eq!(
+                reference(rules, &call(0, REG_VPA, 0x1f80, 640), 2, 4, &none),
+                H_PARAMETER
+            );
+            assert_eq!(
+                reference(rules, &call(0, REG_VPA, 0x1000, 600), 2, 4, &none),
+                H_PARAMETER
+            );
+            assert_eq!(
+                reference(rules, &call(0, DEREG_VPA, 0, 0), 2, 4, &reg(true, true)),
+                H_RESOURCE
+            );
+            assert_eq!(
+                reference(rules, &call(0, DEREG_DTL, 0, 0), 2, 4, &none),
+                H_SUCCESS
+            );
+            assert_eq!(
+                reference(rules, &call(0, REG_SLB, 0x1000, 64), 2, 4, &none),
+                H_RESOURCE
+            );
         }
         assert_eq!(reference(m, &call(0, REG_VPA, 0, 640), 2, 4, &none), H_PARAMETER);
         assert_eq!(reference(p, &call(0, REG_VPA, 0, 640), 2, 4, &none), H_SUCCESS);
-        assert_eq!(reference(m, &call(0, REG_SLB, 0x1000, 8), 2, 4, &reg(true, false)), H_SUCCESS);
-        assert_eq!(reference(p, &call(0, REG_SLB, 0x1000, 8), 2, 4, &reg(true, false)), H_PARAMETER);
-        assert_eq!(reference(m, &call(0, REG_DTL, 0x1000, 40), 2, 4, &none), H_PARAMETER, "short DTL before H_RESOURCE");
-        assert_eq!(reference(p, &call(0, REG_DTL, 0x1000, 40), 2, 4, &none), H_RESOURCE, "pre-fix: H_RESOURCE first");
-        assert_eq!(reference(m, &call(0, REG_VPA, 0x1000, 0x1_0280), 2, 4, &none), H_SUCCESS, "the VPA length is a u16");
+        assert_eq!(
+            reference(m, &call(0, REG_SLB, 0x1000, 8), 2, 4, &reg(true, false)),
+            H_SUCCESS
+        );
+        assert_eq!(
+            reference(p, &call(0, REG_SLB, 0x1000, 8), 2, 4, &reg(true, false)),
+            H_PARAMETER
+        );
+        assert_eq!(
+            reference(m, &call(0, REG_DTL, 0x1000, 40), 2, 4, &none),
+            H_PARAMETER,
+            "short DTL before H_RESOURCE"
+        );
+        assert_eq!(
+            reference(p, &call(0, REG_DTL, 0x1000, 40), 2, 4, &none),
+            H_RESOURCE,
+            "pre-fix: H_RESOURCE first"
+        );
+        assert_eq!(
+            reference(m, &call(0, REG_VPA, 0x1000, 0x1_0280), 2, 4, &none),
+            H_SUCCESS,
+            "the VPA length is a u16"
+        );
     }
 
     #[test]

@@ -57,7 +57,9 @@ impl Vpa {
     pub(super) fn reclaim(&self, op: &mut Op) {
         for page in 0..self.pages {
             crate::point!("reclaim.page");
-            if self.arena.recycle(page, "reclaimer") && self.idle_after_unpin[page as usize].swap(false, Relaxed) {
+            if self.arena.recycle(page, "reclaimer")
+                && self.idle_after_unpin[page as usize].swap(false, Relaxed)
+            {
                 op.cover(cov::RECLAIM_AFTER_AREA_UNPIN);
                 op.event("reclaimed", page, 0);
             }

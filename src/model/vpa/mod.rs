@@ -116,7 +116,7 @@ pub static DESC: ModelDesc = ModelDesc {
         },
         VariantDesc {
             name: "buggy",
-            commit: "2c3ac0c0^ (seed parent)",
+            commit: "seed 001 parent",
             kind: VariantKind::Race,
             expect: Expect::Caught(RACE_CAUGHT),
             cells: &[],
@@ -125,7 +125,7 @@ pub static DESC: ModelDesc = ModelDesc {
         },
         VariantDesc {
             name: "buggy-dtl",
-            commit: "2c3ac0c0^ + DTL writer (model extension)",
+            commit: "seed 001 parent + DTL writer (model extension)",
             kind: VariantKind::Race,
             expect: Expect::Caught(RACE_CAUGHT),
             cells: &[],

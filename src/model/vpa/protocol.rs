@@ -87,7 +87,10 @@ impl Protocol {
                 recheck: Recheck::None,
                 ..m
             },
-            "aba-xyx" => Protocol { aba_bursts: true, ..m },
+            "aba-xyx" => Protocol {
+                aba_bursts: true,
+                ..m
+            },
             "vb4-dtl-dirty" => Protocol {
                 dtl_dirty: false,
                 ..m

@@ -58,7 +58,9 @@ impl Vpa {
             }
             // prepare_threads: a vCPU with an update pending is woken to apply it itself.
             let a = &v.areas;
-            if a[VPA].update_pending.load(SeqCst) || a[SLB].update_pending.load(SeqCst) || a[DTL].update_pending.load(SeqCst)
+            if a[VPA].update_pending.load(SeqCst)
+                || a[SLB].update_pending.load(SeqCst)
+                || a[DTL].update_pending.load(SeqCst)
             {
                 v.state.store(NOT_RUNNABLE, SeqCst);
                 op.cover(cov::KICK_FOR_PENDING);
@@ -101,7 +103,14 @@ impl Vpa {
         let Some(lp) = vpa else { return };
         crate::window!("dispatch.loaded_vpa");
         self.note_pending(op, v, VPA);
-        op.note(self.touch(v.id, VPA, Some(lp.plus(LP_ENQUEUE_TB)), 8, (vpa, vpa_end), "enqueue_dispatch_tb"));
+        op.note(self.touch(
+            v.id,
+            VPA,
+            Some(lp.plus(LP_ENQUEUE_TB)),
+            8,
+            (vpa, vpa_end),
+            "enqueue_dispatch_tb",
+        ));
         let mut written = vec![lp.page];
         if self.proto.dtl_writer {
             if let Some(dt) = self.create_dtl_entry(op, v, lp, vpa_end) {
@@ -141,7 +150,14 @@ impl Vpa {
         crate::window!("dispatch.dtl_before_idx");
         let idx = v.dtl_index.load(SeqCst) + 1;
         v.dtl_index.store(idx, SeqCst);
-        op.note(self.touch(v.id, VPA, Some(lp.plus(LP_DTL_IDX)), 8, (Some(lp), vpa_end), "vpa->dtl_idx"));
+        op.note(self.touch(
+            v.id,
+            VPA,
+            Some(lp.plus(LP_DTL_IDX)),
+            8,
+            (Some(lp), vpa_end),
+            "vpa->dtl_idx",
+        ));
         Some(dt.page)
     }
 
@@ -173,7 +189,14 @@ impl Vpa {
         target.lock.lock(op.worker());
         let (vpa, end) = self.range(target, VPA);
         if let Some(lp) = vpa {
-            op.note(self.touch(target.id, VPA, Some(lp.plus(LP_YIELD_COUNT)), 4, (vpa, end), "H_CONFER yield_count"));
+            op.note(self.touch(
+                target.id,
+                VPA,
+                Some(lp.plus(LP_YIELD_COUNT)),
+                4,
+                (vpa, end),
+                "H_CONFER yield_count",
+            ));
         }
         target.lock.unlock();
     }
