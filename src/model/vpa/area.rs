@@ -52,7 +52,7 @@ impl Token {
     }
 
     fn unpack(v: u64) -> Option<Token> {
-        (v != 0).then(|| Token {
+        (v != 0).then_some(Token {
             off: v & ((1 << OFF_BITS) - 1),
             page: (v >> OFF_BITS) & ((1 << PAGE_BITS) - 1),
             gen: v >> (OFF_BITS + PAGE_BITS),

@@ -87,10 +87,9 @@ pub(super) fn reference(rules: Rules, a: &Args, nvcpus: usize, pages: u64, reg: 
     let len = length(sub, a.len_word);
     match rules {
         Rules::Mainline => {
-            if (REG_VPA..=REG_SLB).contains(&sub) {
-                if a.addr & 0x7f != 0 || a.addr == 0 || !in_slot || len > nb || len < REG_VPA_SIZE {
-                    return H_PARAMETER;
-                }
+            let bad_area = a.addr & 0x7f != 0 || a.addr == 0 || !in_slot || len > nb || len < REG_VPA_SIZE;
+            if (REG_VPA..=REG_SLB).contains(&sub) && bad_area {
+                return H_PARAMETER;
             }
             match sub {
                 REG_VPA if len < LPPACA_SIZE => H_PARAMETER,
