@@ -6,6 +6,7 @@ use super::area::{page_of, Token, Vcpu, AREA_NAMES, DTL, NOT_RUNNABLE, SLB, VPA}
 use super::protocol::{Recheck, Rules};
 use super::{cov, Op, Vpa};
 use crate::model::Violation;
+use crate::sync::Backoff;
 use std::sync::atomic::Ordering::SeqCst;
 
 /// Offsets inside the 640-byte lppaca that the model writes (shared-proc byte,
@@ -67,7 +68,7 @@ impl Vpa {
         let owner = (v.id, area);
         // We can't pin under the lock (get_user_pages): drop it, pin, retake it
         // and check that no new area was registered in the meantime.
-        let mut rounds = 0;
+        let mut retry = Backoff::new("apply.retry");
         let (gpa, mut va) = loop {
             let gpa = x.next_gpa.load(SeqCst);
             let seq = v.ghost.lock().seq[area];
@@ -101,11 +102,8 @@ impl Vpa {
             if let Some((t, _)) = pinned {
                 op.note(self.unpin(Some(t), owner, false));
             }
-            rounds += 1;
             op.cover(cov::APPLY_RETRY);
-            if rounds % 8 == 0 {
-                crate::point!("apply.retry");
-            }
+            retry.yield_now();
         };
         self.applied_write(op, v, "update_pending");
         x.update_pending.store(false, SeqCst);
@@ -136,7 +134,7 @@ impl Vpa {
     /// V1b at apply time: nothing pending, so the applied area is what the last
     /// successful call registered (gpa, page and length).
     fn check_applied(&self, op: &mut Op, v: &Vcpu, area: usize, gpa: u64, va: Option<Token>, len: u64) {
-        if x_pending(v, area) {
+        if v.areas[area].update_pending.peek() {
             return;
         }
         let reg = v.ghost.lock().reg[area];
@@ -189,8 +187,4 @@ impl Vpa {
         op.note(self.touch(v, VPA, at(LP_SHARED_PROC), 1, range, "init_vpa"));
         op.note(self.touch(v, VPA, at(LP_YIELD_COUNT), 4, range, "init_vpa"));
     }
-}
-
-fn x_pending(v: &Vcpu, area: usize) -> bool {
-    v.areas[area].update_pending.peek()
 }
