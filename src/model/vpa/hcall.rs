@@ -127,7 +127,7 @@ pub(super) fn reference(rules: Rules, a: &Args, nvcpus: usize, pages: u64, reg: 
 impl Vpa {
     /// A well-formed call: any area, a random target (often the caller itself), an
     /// aligned address in guest memory with a length that fits.
-    pub(super) fn pick_call(&self, op: &mut Op, caller: usize) -> Args {
+    fn pick_call(&self, op: &mut Op, caller: usize) -> Args {
         let target = self.pick_target(op, caller);
         let sub = [
             REG_VPA, REG_VPA, REG_VPA, REG_DTL, REG_DTL, REG_DTL, REG_SLB, REG_SLB, DEREG_VPA, DEREG_DTL,
@@ -136,6 +136,17 @@ impl Vpa {
         let len = self.pick_len(op, sub);
         let addr = self.pick_addr(op, len);
         Args::new(target, sub, addr, len)
+    }
+
+    /// One well-formed call, or half the time for DEREG_VPA the guest's CPU-offline
+    /// sequence (DTL, SLB shadow, then VPA), which is what lets DEREG_VPA succeed.
+    pub(super) fn pick_calls(&self, op: &mut Op, caller: usize) -> Vec<Args> {
+        let a = self.pick_call(op, caller);
+        if a.subfunc() == DEREG_VPA && op.rng().chance(0.5) {
+            let first = |sub| Args::new(a.target, sub, 0, 0);
+            return vec![first(DEREG_DTL), first(DEREG_SLB), a];
+        }
+        vec![a]
     }
 
     fn pick_target(&self, op: &mut Op, caller: usize) -> u64 {

@@ -402,8 +402,9 @@ impl Model for Vpa {
                         self.hcall(&mut op, me, a);
                     }
                 } else {
-                    let a = self.pick_call(&mut op, me);
-                    self.hcall(&mut op, me, a);
+                    for a in self.pick_calls(&mut op, me) {
+                        self.hcall(&mut op, me, a);
+                    }
                 }
             }
             op::RECLAIM => self.reclaim(&mut op),
