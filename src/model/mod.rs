@@ -16,6 +16,7 @@ pub mod mem;
 pub mod notifier;
 pub mod pfncache;
 pub mod testing;
+pub mod vpa;
 
 pub use contract::{Ctx, Model, Violation};
 pub use desc::{
@@ -25,7 +26,7 @@ pub use desc::{
 
 /// Every model kvmtorture knows, the hidden self-test model last.
 pub fn registry() -> &'static [&'static ModelDesc] {
-    static MODELS: &[&ModelDesc] = &[&hpt::DESC, &pfncache::DESC, &testing::DESC];
+    static MODELS: &[&ModelDesc] = &[&hpt::DESC, &pfncache::DESC, &vpa::DESC, &testing::DESC];
     MODELS
 }
 
