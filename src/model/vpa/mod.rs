@@ -116,7 +116,7 @@ pub static DESC: ModelDesc = ModelDesc {
         },
         VariantDesc {
             name: "buggy",
-            commit: "seed 001 parent",
+            commit: "pre \"Make VPA registration more robust\" (seed 001)",
             kind: VariantKind::Race,
             expect: Expect::Caught(RACE_CAUGHT),
             cells: &[],
@@ -125,7 +125,7 @@ pub static DESC: ModelDesc = ModelDesc {
         },
         VariantDesc {
             name: "buggy-dtl",
-            commit: "seed 001 parent + DTL writer (model extension)",
+            commit: "pre \"Make VPA registration more robust\" + DTL writer",
             kind: VariantKind::Race,
             expect: Expect::Caught(RACE_CAUGHT),
             cells: &[],
