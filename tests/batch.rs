@@ -200,3 +200,63 @@ fn merge_reports_the_union_of_two_hunt_shards_and_their_failures() {
         .is_file()));
     assert!(m["ops_total"].as_u64().unwrap() > 0);
 }
+
+#[test]
+fn run_without_a_scenario_hammers_every_fixed_model_in_one_process() {
+    let dir = TempDir::new().unwrap();
+    let (code, out, err) = outcome(kt(&dir, &words("run --threads 4 --ops 50 --format json")));
+    assert_eq!(code, 0, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let members = v["members"].as_array().unwrap();
+    let (_, list, _) = outcome(kt(&dir, &words("list --format json")));
+    let fixed = list.matches("\"kind\": \"fixed\"").count();
+    assert!(members.len() >= 2, "{out}");
+    assert_eq!(
+        members.len(),
+        fixed,
+        "one member per fixed variant in the registry"
+    );
+    let threads: u64 = members.iter().map(|m| m["threads"].as_u64().unwrap()).sum();
+    assert!(
+        threads >= 4
+            && members
+                .iter()
+                .all(|m| m["status"] == "clean" && m["ops_total"].as_u64().unwrap() > 0)
+    );
+    let set = Path::new(v["dir"].as_str().unwrap());
+    assert_eq!(
+        json(&set.join("set.json"))["members"].as_array().unwrap().len(),
+        members.len()
+    );
+}
+
+#[test]
+fn a_scenario_with_model_tables_runs_them_together_and_splits_the_threads() {
+    let dir = TempDir::new().unwrap();
+    let sc = dir.path().join("pair.toml");
+    std::fs::write(
+        &sc,
+        "threads = 6\nops = 40\n[[model]]\nmodel = \"hpt\"\n[model.params]\norder_small = 8\n\
+         [[model]]\nmodel = \"pfncache\"\nthreads = 2\n",
+    )
+    .unwrap();
+    let (code, out, err) = outcome(kt(&dir, &["run", sc.to_str().unwrap(), "--format", "ktap"]));
+    assert_eq!(code, 0, "{err}");
+    let r = parse_ktap(&out);
+    assert_eq!(r.len(), 2);
+    assert!(
+        r[0].1.starts_with("hpt/fixed") && r[1].1.starts_with("pfncache/fixed"),
+        "{out}"
+    );
+    let set = Path::new(r[0].2.iter().find_map(|d| d.strip_prefix("run dir: ")).unwrap())
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let threads: Vec<u64> = json(&set.join("set.json"))["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["threads"].as_u64().unwrap())
+        .collect();
+    assert_eq!(threads, vec![4, 2]);
+}

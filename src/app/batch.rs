@@ -277,7 +277,7 @@ pub fn plan_round(
             seed: l
                 .seed
                 .unwrap_or_else(|| seed.wrapping_add(u64::from(round) * n + i as u64)),
-            duration_limit_s: l.takes_share().then(|| share.as_secs_f64()),
+            duration_limit_s: l.takes_share().then_some(share.as_secs_f64()),
             status: "pending".into(),
             exit_code: None,
             duration_s: 0.0,
