@@ -80,7 +80,8 @@ pub fn load(name: Option<&str>, o: &Overrides) -> Result<ScenarioSet, Error> {
 }
 
 /// Every `Fixed` variant of every public model, each from its shipped scenario
-/// (`<model>-<variant>.toml`, tuned so the windows are entered) when there is one.
+/// (`<model>-<variant>.toml`, tuned so the windows are entered) when there is one;
+/// `--threads` is split across them.
 pub fn all_fixed(o: &Overrides) -> Result<ScenarioSet, Error> {
     if o.model.is_some() || o.variant.is_some() || !o.params.is_empty() {
         return Err(usage(format!(
@@ -96,13 +97,21 @@ pub fn all_fixed(o: &Overrides) -> Result<ScenarioSet, Error> {
                 .map(move |v| (m.name, v.name))
         })
         .collect();
-    let shares = split(o.threads, &vec![None; pairs.len()]);
+    // `--threads` is the total; without it each model keeps its scenario's count
+    // (tuned so its windows are entered), as if it ran alone.
+    let shares: Vec<Option<usize>> = match o.threads {
+        Some(t) => split(Some(t), &vec![None; pairs.len()])
+            .into_iter()
+            .map(Some)
+            .collect(),
+        None => vec![None; pairs.len()],
+    };
     let mut members = Vec::new();
     for ((m, v), threads) in pairs.into_iter().zip(shares) {
         let mo = Overrides {
             model: Some(m.into()),
             variant: Some(v.into()),
-            threads: Some(threads),
+            threads,
             duration: o.duration.or(o.ops.is_none().then_some(ALL_FIXED_DURATION)),
             ..o.clone()
         };

@@ -458,6 +458,7 @@ impl Driver {
             code = exit::INTERRUPTED;
         }
         self.file.exit_code = Some(code);
+        self.file.elapsed_s = self.elapsed().as_secs_f64();
         self.save()?;
         Ok(code)
     }

@@ -16,6 +16,8 @@ use std::path::{Path, PathBuf};
 
 /// model/variant (mode).
 type Key = (String, String, String);
+/// Failures the human summary lists.
+const MAX_LISTED: usize = 20;
 
 #[derive(Default)]
 struct Merged {
@@ -26,8 +28,9 @@ struct Merged {
     seeds: BTreeMap<Key, BTreeSet<u64>>,
     ops: BTreeMap<Key, u64>,
     coverage: BTreeMap<String, BTreeMap<String, u64>>,
-    /// Run directory → (key, seed, status, invariant).
-    failures: BTreeMap<String, (Key, u64, String, Option<String>)>,
+    /// (configuration, seed, run directory) → (status, invariant): sorted by seed,
+    /// once per run directory.
+    failures: BTreeMap<(Key, u64, String), (String, Option<String>)>,
 }
 
 fn read(p: &Path) -> Result<Value, Error> {
@@ -57,6 +60,10 @@ impl Merged {
         subs.iter().try_for_each(|s| self.visit(s))
     }
 
+    fn failing(&self, k: &Key) -> usize {
+        self.failures.keys().filter(|(fk, _, _)| fk == k).count()
+    }
+
     fn add_coverage(&mut self, key: &Key, cov: &Value) {
         let e = self.coverage.entry(format!("{}/{}", key.0, key.1)).or_default();
         for (w, n) in cov.as_object().into_iter().flatten() {
@@ -80,13 +87,8 @@ impl Merged {
         self.add_coverage(&key, &h["coverage"]);
         for f in h["failing"].as_array().into_iter().flatten() {
             self.failures.insert(
-                text(f, "run_dir"),
-                (
-                    key.clone(),
-                    f["seed"].as_u64().unwrap_or(0),
-                    text(f, "status"),
-                    f["invariant"].as_str().map(String::from),
-                ),
+                (key.clone(), f["seed"].as_u64().unwrap_or(0), text(f, "run_dir")),
+                (text(f, "status"), f["invariant"].as_str().map(String::from)),
             );
         }
         Ok(())
@@ -109,7 +111,7 @@ impl Merged {
         self.add_coverage(&key, &s["coverage"]);
         if status != "clean" && status != "interrupted" {
             let inv = s["violations"][0]["invariant"].as_str().map(String::from);
-            self.failures.insert(dir_s, (key, seed, status, inv));
+            self.failures.insert((key, seed, dir_s), (status, inv));
         }
         Ok(())
     }
@@ -153,13 +155,13 @@ pub fn merge(a: &MergeArgs) -> Result<i32, Error> {
                 .map(|(k, s)| {
                     json!({"model": k.0, "variant": k.1, "mode": k.2, "seeds": s.len(),
                            "seed_ranges": ranges(s), "ops": m.ops.get(k).copied().unwrap_or(0),
-                           "failures": m.failures.values().filter(|f| &f.0 == k).count()})
+                           "failures": m.failing(k)})
                 })
                 .collect();
             let failures: Vec<Value> = m
                 .failures
                 .iter()
-                .map(|(d, (k, seed, st, inv))| {
+                .map(|((k, seed, d), (st, inv))| {
                     json!({"model": k.0, "variant": k.1, "mode": k.2, "seed": seed,
                            "status": st, "invariant": inv, "run_dir": d})
                 })
@@ -181,13 +183,11 @@ pub fn merge(a: &MergeArgs) -> Result<i32, Error> {
                     let fails: Vec<String> = m
                         .failures
                         .iter()
-                        .filter(|(_, f)| &f.0 == k)
-                        .map(|(d, f)| {
+                        .filter(|((fk, _, _), _)| fk == k)
+                        .map(|((_, seed, d), (st, inv))| {
                             format!(
-                                "seed {}: {} {} run dir: {d}",
-                                f.1,
-                                f.2,
-                                f.3.clone().unwrap_or_default()
+                                "seed {seed}: {st} {} run dir: {d}",
+                                inv.clone().unwrap_or_default()
                             )
                         })
                         .collect();
@@ -220,17 +220,23 @@ pub fn merge(a: &MergeArgs) -> Result<i32, Error> {
                     s.len(),
                     ranges(s),
                     m.ops.get(k).copied().unwrap_or(0),
-                    m.failures.values().filter(|f| &f.0 == k).count()
+                    m.failing(k)
                 );
             }
             println!("failures: {}", m.failures.len());
-            for (d, (k, seed, st, inv)) in &m.failures {
+            for ((k, seed, d), (st, inv)) in m.failures.iter().take(MAX_LISTED) {
                 println!(
                     "  {}/{} {} seed {seed}: {st} {} → {d}",
                     k.0,
                     k.1,
                     k.2,
                     inv.clone().unwrap_or_default()
+                );
+            }
+            if m.failures.len() > MAX_LISTED {
+                println!(
+                    "  ... {} more (`--format json` lists them all)",
+                    m.failures.len() - MAX_LISTED
                 );
             }
             println!("coverage (times entered):");
