@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# CI smoke, two steps, KTAP on stdout:
+# CI smoke, two steps, each a KTAP document on stdout:
 #  1. `kvmtorture validate` — every buggy variant caught, every clean variant clean —
 #     for VALIDATE_DURATION per variant (default 10s: buggy variants stop at their first
 #     violation, so only clean variants use it all);
