@@ -496,7 +496,7 @@ pub fn batch(a: &BatchArgs) -> Result<i32, Error> {
     Ok(code)
 }
 
-/// A directory label from the inputs: `smoke`, or `hpt-fixed+2`.
+/// A directory label from the inputs: `smoke`, `hpt-fixed+2`, `3_hpt-fixed`.
 pub fn label(inputs: &[String]) -> String {
     let stem = |s: &str| {
         Path::new(s)
@@ -505,11 +505,21 @@ pub fn label(inputs: &[String]) -> String {
             .unwrap_or("batch")
             .to_string()
     };
-    match inputs {
+    let l = match inputs {
         [] => "batch".into(),
         [one] => stem(one),
         [first, rest @ ..] => format!("{}+{}", stem(first), rest.len()),
-    }
+    };
+    // `3*hpt-fixed` must not put a glob character in a directory name.
+    l.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._+-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 /// The final output in the requested format.
