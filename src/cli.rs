@@ -38,6 +38,12 @@ pub enum Command {
     Shrink(ShrinkArgs),
     /// Check the harness itself: every race variant caught, every clean one clean.
     Validate(Box<ValidateArgs>),
+    /// Run a list of scenarios one after the other, the duration split across them.
+    Batch(BatchArgs),
+    /// Rounds of a batch with fresh seeds until the deadline (overnight soak).
+    Soak(SoakArgs),
+    /// Combine run, batch, soak and hunt directories (from several hosts) into one summary.
+    Merge(MergeArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -184,4 +190,56 @@ pub struct ShrinkArgs {
     pub budget: u32,
     #[command(flatten)]
     pub out: OutputArgs,
+}
+
+/// What `batch` and `soak` share.
+#[derive(Debug, Args)]
+pub struct BatchOpts {
+    /// Base seed: run i of round r gets its own seed from it (a list line's --seed wins).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Stop at the first run that is not clean (the rest are recorded as skipped).
+    #[arg(long)]
+    pub stop_on_failure: bool,
+    /// Continue an interrupted batch or soak directory (its batch.json holds the list,
+    /// seeds and budget: the other arguments are taken from it).
+    #[arg(long, value_name = "BATCH_DIR")]
+    pub resume: Option<PathBuf>,
+    #[command(flatten)]
+    pub out: OutputArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct BatchArgs {
+    /// List files (`*.list`: one scenario per line, `N*name` and flags allowed) or
+    /// scenario names.
+    pub inputs: Vec<String>,
+    /// Total wall-clock budget, split evenly across the stress runs without their own.
+    #[arg(long, value_parser = duration::parse, default_value = "60s")]
+    pub duration: Duration,
+    #[command(flatten)]
+    pub opts: BatchOpts,
+}
+
+#[derive(Debug, Args)]
+pub struct SoakArgs {
+    /// The list to repeat (default: scenarios/soak.list).
+    pub list: Option<String>,
+    /// Total budget: the soak stops by itself at this deadline.
+    #[arg(long, value_parser = duration::parse, default_value = "8h")]
+    pub duration: Duration,
+    /// Budget of one round of the list (each round gets fresh seeds).
+    #[arg(long, value_parser = duration::parse, default_value = "10m")]
+    pub round_duration: Duration,
+    #[command(flatten)]
+    pub opts: BatchOpts,
+}
+
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// Results, run, batch, soak or hunt directories (searched recursively).
+    #[arg(required = true)]
+    pub dirs: Vec<PathBuf>,
+    #[arg(long, value_enum, default_value = "human")]
+    pub format: Format,
 }

@@ -109,35 +109,46 @@ pub fn shipped(file: &str) -> Option<&'static str> {
         .map(|(_, t)| *t)
 }
 
-/// A scenario by path or name: a TOML file, else `NAME.toml` in [`scenarios_dir`],
-/// else the embedded copy. Errors name what was looked for.
-pub fn load_named(arg: &str) -> Result<(PathBuf, ScenarioFile), Error> {
+/// A scenario's text by path or name: a TOML file, else `NAME.toml` in
+/// [`scenarios_dir`], else the embedded copy. Returns the path (a label for the
+/// embedded copy), the text, and the name an embedded copy stands for.
+pub fn named_text(arg: &str) -> Result<(PathBuf, String, Option<String>), Error> {
     let as_path = PathBuf::from(arg);
     if as_path.is_dir() {
         return Err(usage(format!(
             "scenario `{arg}` is a directory, not a TOML file (for a run directory use `again` or `replay`)"
         )));
     }
+    let read = |p: &Path| {
+        std::fs::read_to_string(p).map_err(|e| usage(format!("cannot read scenario {}: {e}", p.display())))
+    };
     if as_path.is_file() {
-        return Ok((as_path.clone(), parse_file(&as_path)?));
+        return Ok((as_path.clone(), read(&as_path)?, None));
     }
     let stem = arg.strip_suffix(".toml").unwrap_or(arg);
     let named = scenarios_dir().join(format!("{stem}.toml"));
     if named.is_file() {
-        return Ok((named.clone(), parse_file(&named)?));
+        return Ok((named.clone(), read(&named)?, None));
     }
     let file = format!("{stem}.toml");
     if let Some(text) = shipped(&file) {
-        let label = PathBuf::from(format!("(shipped) {file}"));
-        let mut f = parse_text(&label, text)?;
-        f.name.get_or_insert_with(|| stem.to_string());
-        return Ok((label, f));
+        return Ok((PathBuf::from(format!("(shipped) {file}")), text.to_string(), Some(stem.to_string())));
     }
     Err(usage(format!(
         "unknown scenario `{arg}`: no such file, no {}, and no shipped scenario of that name (known: {})",
         named.display(),
         list(&scenarios_dir()).join(", ")
     )))
+}
+
+/// A scenario file by path or name (see [`named_text`]), parsed.
+pub fn load_named(arg: &str) -> Result<(PathBuf, ScenarioFile), Error> {
+    let (path, text, name) = named_text(arg)?;
+    let mut f = parse_text(&path, &text)?;
+    if f.name.is_none() {
+        f.name = name;
+    }
+    Ok((path, f))
 }
 
 /// Parses a scenario file; errors carry the path and toml's line/column.
@@ -147,7 +158,7 @@ pub fn parse_file(path: &Path) -> Result<ScenarioFile, Error> {
     parse_text(path, &text)
 }
 
-fn parse_text(path: &Path, text: &str) -> Result<ScenarioFile, Error> {
+pub fn parse_text(path: &Path, text: &str) -> Result<ScenarioFile, Error> {
     toml::from_str(text).map_err(|e| usage(format!("malformed scenario {}: {e}", path.display())))
 }
 

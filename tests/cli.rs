@@ -203,8 +203,9 @@ fn validate_checks_every_variant_against_its_promise() {
     let (code, out, err) = outcome(kt(&dir, &words(&cmd)));
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.starts_with("KTAP version 1\n1..2\n"), "{out}");
-    assert!(out.contains("ok 1 hpt/fixed # clean"), "{out}");
-    assert!(out.contains("ok 2 hpt/buggy # caught: exit 1"), "{out}");
+    assert!(out.contains("ok 1 hpt/fixed\n# clean"), "{out}");
+    assert!(out.contains("ok 2 hpt/buggy\n# caught: exit 1"), "{out}");
+    assert!(out.contains("# invariant: R"), "{out}");
     assert!(out.ends_with("validate: 2 passed, 0 failed\n"), "{out}");
     assert_eq!(
         std::fs::read_dir(dir.path()).unwrap().count(),

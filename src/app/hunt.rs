@@ -1,16 +1,20 @@
 //! `kvmtorture hunt`: a seed sweep of one configuration. Det runs are independent
 //! (one baton per run), so they go in parallel on a rayon pool; stress runs compete
 //! for the cores they measure, so they go one at a time unless `--jobs` says.
+//! `hunt.json` in the hunt directory records every seed tried, for `merge`.
 
 use super::exec::{self, Executed, Plan};
 use super::run;
 use super::run_dir::RunDir;
 use crate::cli::{Format, HuntArgs, ModeArg};
 use crate::error::{exit, usage, Error};
-use crate::report::{self, ktap::Ktap, progress::Silent};
+use super::ktap;
+use crate::report::{self, progress::Silent};
 use rayon::prelude::*;
 use serde_json::json;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 
 /// Which seeds to run and how.
 pub struct Sweep {
@@ -66,6 +70,15 @@ pub fn sweep<R: Send>(
         found.truncate(1);
     }
     found
+}
+
+/// What every run of a hunt added up to.
+#[derive(Default)]
+struct Totals {
+    /// Seeds that ran to the end (not cut short by Ctrl-C).
+    ran: Vec<u64>,
+    ops: u64,
+    coverage: BTreeMap<String, u64>,
 }
 
 /// Parses `A..B` (inclusive; `A` alone is one seed).
@@ -150,12 +163,23 @@ pub fn hunt(a: &HuntArgs) -> Result<i32, Error> {
             "run_dir": dir.display().to_string(),
         }))
     };
-    let found = sweep(
-        &plan,
-        &sw,
-        &|ex| ex.code != exit::CLEAN && ex.code != exit::INTERRUPTED,
-        &save,
-    );
+    // Every run's totals, for hunt.json (and `merge`): the clean seeds leave no run
+    // directory, so this is the only record that they were tried.
+    let totals = Mutex::new(Totals::default());
+    let failed = |ex: &Executed| {
+        let mut t = totals.lock().expect("totals lock");
+        if ex.code != exit::INTERRUPTED {
+            t.ran.push(ex.summary.seed);
+        }
+        t.ops += ex.summary.ops_total;
+        for (k, n) in &ex.summary.coverage {
+            *t.coverage.entry(k.clone()).or_default() += n;
+        }
+        ex.code != exit::CLEAN && ex.code != exit::INTERRUPTED
+    };
+    let found = sweep(&plan, &sw, &failed, &save);
+    let mut totals = totals.into_inner().expect("totals lock");
+    totals.ran.sort_unstable();
     let elapsed = started.elapsed().as_secs_f64();
     let failing = found
         .into_iter()
@@ -175,43 +199,49 @@ pub fn hunt(a: &HuntArgs) -> Result<i32, Error> {
     g.sort_unstable();
     let median = g.get(g.len().saturating_sub(1) / 2).copied();
     let strategy = plan.det.as_ref().map(|d| exec::strategy_label(&d.strategy));
+    let doc = json!({
+        "kind": "hunt",
+        "scenario": sc.name, "model": sc.model.name, "variant": sc.variant.name,
+        "mode": plan.mode(), "strategy": strategy, "threads": sc.threads, "ops": sc.ops,
+        "seeds": format!("{lo}..{hi}"), "shard": format!("{shard_i}/{shard_n}"),
+        "tried": tried, "ran": totals.ran, "failing": failing,
+        "seeds_to_bug": {"median": median, "max": g.last()},
+        "ops_total": totals.ops, "coverage": totals.coverage,
+        "results_dir": hunt_dir.display().to_string(), "elapsed_s": elapsed,
+    });
+    std::fs::create_dir_all(&hunt_dir)
+        .map_err(|e| Error::Fault(format!("cannot create {}: {e}", hunt_dir.display())))?;
+    report::write(&hunt_dir, "hunt.json", &exec::to_json(&doc))?;
     match a.out.format {
-        Format::Json => println!(
-            "{}",
-            exec::to_json(&json!({
-                "scenario": sc.name, "model": sc.model.name, "variant": sc.variant.name,
-                "mode": plan.mode(), "strategy": strategy, "threads": sc.threads, "ops": sc.ops,
-                "seeds": format!("{lo}..{hi}"), "shard": format!("{shard_i}/{shard_n}"),
-                "tried": tried, "failing": failing,
-                "seeds_to_bug": {"median": median, "max": g.last()},
-                "results_dir": hunt_dir.display().to_string(), "elapsed_s": elapsed,
-            }))
-        ),
+        Format::Json => print!("{}", exec::to_json(&doc)),
         Format::Ktap => {
-            // One result per seed tried: failing ones carry their run directory.
-            let mut k = Ktap::new(tried.len());
-            for seed in &tried {
-                match failing.iter().find(|f| f["seed"] == *seed) {
-                    Some(f) => k.result(
-                        false,
-                        &format!("{}-{} seed {seed}", sc.model.name, sc.variant.name),
-                        &[
+            // One result per seed tried: failing ones carry their status and run directory.
+            let name = |seed: u64| format!("{}-{} seed {seed}", sc.model.name, sc.variant.name);
+            let cases: Vec<ktap::Case> = tried
+                .iter()
+                .map(|&seed| match failing.iter().find(|f| f["seed"] == seed) {
+                    Some(f) => ktap::Case {
+                        ok: false,
+                        name: name(seed),
+                        skip: None,
+                        diag: vec![
                             format!(
                                 "{} {}",
                                 f["status"].as_str().unwrap_or(""),
                                 f["invariant"].as_str().unwrap_or("")
                             ),
-                            format!("run_dir: {}", f["run_dir"].as_str().unwrap_or("")),
+                            format!("run dir: {}", f["run_dir"].as_str().unwrap_or("")),
                         ],
-                    ),
-                    None => k.result(
-                        true,
-                        &format!("{}-{} seed {seed}", sc.model.name, sc.variant.name),
-                        &[],
-                    ),
-                }
-            }
-            print!("{}", k.finish());
+                    },
+                    None => ktap::Case {
+                        ok: true,
+                        name: name(seed),
+                        skip: None,
+                        diag: Vec::new(),
+                    },
+                })
+                .collect();
+            print!("{}", ktap::document(&cases));
         }
         Format::Human => {
             println!(
@@ -223,6 +253,7 @@ pub fn hunt(a: &HuntArgs) -> Result<i32, Error> {
                 tried.len(),
                 failing.len()
             );
+            println!("  results: {}", hunt_dir.display());
             if let (Some(m), Some(x)) = (median, g.last()) {
                 println!("  seeds to bug: median {m}, max {x}");
             }

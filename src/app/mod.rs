@@ -1,14 +1,19 @@
 //! The commands behind the CLI. `main.rs` parses and maps the result to an exit code;
 //! everything else happens here.
 
+mod batch;
 mod exec;
 mod hunt;
+mod ktap;
 mod list;
+mod merge;
 mod replay;
 mod report;
 mod run;
 mod run_dir;
+mod set;
 mod shrink;
+mod soak;
 mod target;
 mod validate;
 
@@ -26,5 +31,8 @@ pub fn dispatch(cli: Cli) -> Result<i32, Error> {
         Command::Hunt(a) => hunt::hunt(&a),
         Command::Shrink(a) => shrink::shrink(&a),
         Command::Validate(a) => validate::validate(&a),
+        Command::Batch(a) => batch::batch(&a),
+        Command::Soak(a) => soak::soak(&a),
+        Command::Merge(a) => merge::merge(&a),
     }
 }

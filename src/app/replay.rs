@@ -9,7 +9,8 @@ use super::target;
 use crate::cli::{Format, ModeArg, ReplayArgs, StrategyArg};
 use crate::engine::Observer;
 use crate::error::{exit, usage, Error};
-use crate::report::{hex, ktap::Ktap, progress::Silent};
+use super::ktap;
+use crate::report::{hex, progress::Silent};
 use crate::scenario::Scenario;
 use serde_json::json;
 use std::path::Path;
@@ -70,16 +71,18 @@ fn replay_det(dir: &Path, format: Format) -> Result<i32, Error> {
             })
         ),
         Format::Ktap => {
-            let mut k = Ktap::new(1);
-            k.result(
-                matched,
-                &format!("replay {}", dir.display()),
-                &[format!(
-                    "{} steps, {} (exit {}), schedule {sh}, trace {th}",
-                    d.steps, ex.summary.status, ex.code
-                )],
+            print!(
+                "{}",
+                ktap::document(&[ktap::Case {
+                    ok: matched,
+                    name: format!("replay {}", dir.display()),
+                    skip: None,
+                    diag: vec![format!(
+                        "{} steps, {} (exit {}), schedule {sh}, trace {th}",
+                        d.steps, ex.summary.status, ex.code
+                    )],
+                }])
             );
-            print!("{}", k.finish());
         }
         Format::Human => {
             println!(
@@ -142,17 +145,19 @@ fn replay_stress(
             json!({"target_status": sig.0, "target_invariant": sig.1, "times": times, "reproduced": hits, "rate": rate})
         ),
         Format::Ktap => {
-            let mut k = Ktap::new(1);
-            k.result(
-                hits > 0,
-                &format!("replay {} seed {}", plan.sc.name, plan.sc.seed),
-                &[format!(
-                    "reproduced {hits}/{times} of {} {}",
-                    sig.0,
-                    sig.1.as_deref().unwrap_or("")
-                )],
+            print!(
+                "{}",
+                ktap::document(&[ktap::Case {
+                    ok: hits > 0,
+                    name: format!("replay {} seed {}", plan.sc.name, plan.sc.seed),
+                    skip: None,
+                    diag: vec![format!(
+                        "reproduced {hits}/{times} of {} {}",
+                        sig.0,
+                        sig.1.as_deref().unwrap_or("")
+                    )],
+                }])
             );
-            print!("{}", k.finish());
         }
         Format::Human => println!(
             "reproduced {hits}/{times} ({:.0}%) of {}{} with seed {}",

@@ -1,17 +1,24 @@
-//! `kvmtorture run` and `kvmtorture again`: resolve the settings, create the run
+//! `kvmtorture run` and `kvmtorture again`: resolve the settings (one scenario, or a
+//! set of them: with no argument, every fixed model at once), create the run
 //! directory, torture, report.
 
 use super::exec::{self, Plan};
 use super::run_dir::RunDir;
-use super::target;
+use super::{ktap, set, target};
 use crate::cli::{AgainArgs, Format, ModeArg, OutputArgs, RunArgs, ScenarioArgs};
 use crate::error::{usage, Error};
 use crate::interrupt;
 use crate::report::{self, progress};
 use crate::scenario::{self, Overrides, Scenario};
+use crate::scenario_set::{self, ScenarioSet};
 
 pub fn run(a: &RunArgs) -> Result<i32, Error> {
-    let mut plan = Plan::new(load(&a.sc)?, ModeArg::Stress)?;
+    let set = scenario_set::load(a.sc.scenario.as_deref(), &a.sc.settings)?;
+    if set.is_multi() {
+        return run_set(a, set);
+    }
+    let sc = set.members.into_iter().next().expect("one member");
+    let mut plan = Plan::new(sc, ModeArg::Stress)?;
     if plan.det.is_some() && a.test_stall_worker.is_some() {
         return Err(usage(
             "--test-stall-worker is a stress-mode hook (det mode finds hangs itself)",
@@ -27,7 +34,7 @@ pub fn again(a: &AgainArgs) -> Result<i32, Error> {
     let path = dir.join("scenario.toml");
     if !path.is_file() {
         return Err(usage(format!(
-            "{} has no scenario.toml (written by every run since kvmtorture 0.1)",
+            "{} has no scenario.toml (every run directory of this version has one)",
             dir.display()
         )));
     }
@@ -65,6 +72,101 @@ fn torture(plan: &Plan, out: &OutputArgs) -> Result<i32, Error> {
     };
     report::print_line(text.trim_end());
     Ok(ex.code)
+}
+
+/// Several models at once (the default `run`, or a `[[model]]` scenario): one
+/// process, one section per model, the worst exit code.
+fn run_set(a: &RunArgs, set: ScenarioSet) -> Result<i32, Error> {
+    if a.test_stall_worker.is_some() {
+        return Err(usage("--test-stall-worker needs a single-model run"));
+    }
+    let plans = set
+        .members
+        .iter()
+        .map(|sc| Plan::new(sc.clone(), ModeArg::Stress))
+        .collect::<Result<Vec<_>, Error>>()?;
+    let out = &a.out;
+    let prepared = set::prepare(&set.name, plans, &out.results_dir)?;
+    if out.format == Format::Human && !out.quiet {
+        let models: Vec<String> = set
+            .members
+            .iter()
+            .map(|m| format!("{}/{} ×{}", m.model.name, m.variant.name, m.threads))
+            .collect();
+        eprintln!(
+            "kvmtorture: {} — {} model(s) at once, {} threads, {}: {} → {}",
+            set.name,
+            set.members.len(),
+            set.threads(),
+            scenario_set::budget_text(&set),
+            models.join(", "),
+            prepared.dir.display()
+        );
+    }
+    interrupt::install();
+    let first = &set.members[0];
+    let mut obs = progress::for_terminal(out.quiet, first.duration, first.seed);
+    let done = prepared.run(&interrupt::requested, obs.as_mut())?;
+    drop(obs);
+    match out.format {
+        Format::Human => {
+            let mut text = String::new();
+            for m in &done.members {
+                text += &format!("== {} / {}\n", m.plan.sc.model.name, m.plan.sc.variant.name);
+                text += &report::human_result(&m.ex.summary);
+            }
+            let cov: Vec<u64> = done
+                .summaries()
+                .flat_map(|s| s.coverage.values().copied())
+                .collect();
+            let never: Vec<String> = done
+                .summaries()
+                .flat_map(|s| {
+                    s.windows_never_entered
+                        .iter()
+                        .map(move |w| format!("{}.{w}", s.model))
+                })
+                .collect();
+            text += &format!(
+                "{}: {} — {} model(s), {} ops in one process, {}/{} windows entered{} → {}",
+                set::status_of_code(done.code).to_uppercase(),
+                done.name,
+                done.members.len(),
+                done.ops_total(),
+                cov.iter().filter(|n| **n > 0).count(),
+                cov.len(),
+                if never.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (never: {})", never.join(", "))
+                },
+                done.dir.display()
+            );
+            report::print_line(&text);
+        }
+        Format::Json => {
+            let summaries: Vec<serde_json::Value> = done
+                .summaries()
+                .map(|s| serde_json::to_value(s).expect("summary serialises"))
+                .collect();
+            print!(
+                "{}",
+                exec::to_json(&serde_json::json!({
+                    "set": done.name,
+                    "status": set::status_of_code(done.code),
+                    "exit_code": done.code,
+                    "dir": done.dir.display().to_string(),
+                    "ops_total": done.ops_total(),
+                    "members": summaries,
+                }))
+            );
+        }
+        Format::Ktap => {
+            let cases: Vec<ktap::Case> = done.members.iter().map(ktap::Case::of_member).collect();
+            print!("{}", ktap::document(&cases));
+        }
+    }
+    Ok(done.code)
 }
 
 /// The scenario from the positional argument, or the flags, or the default, with the

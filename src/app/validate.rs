@@ -4,6 +4,7 @@
 //! in the time a CI job can spare. A surprise keeps its run directory.
 
 use super::exec::{self, Plan};
+use super::ktap;
 use super::list::expect_text;
 use super::run::load_scenario;
 use super::run_dir::RunDir;
@@ -17,6 +18,10 @@ use crate::scenario::{self, Overrides};
 struct Verdict {
     ok: bool,
     line: String,
+    /// The first invariant the run saw.
+    invariant: Option<String>,
+    /// Kept only for a surprise.
+    run_dir: Option<String>,
 }
 
 /// One case: a variant in one configuration.
@@ -69,34 +74,44 @@ pub fn cases(only: Option<&'static ModelDesc>, mutants: bool) -> Vec<Case> {
 pub fn validate(a: &ValidateArgs) -> Result<i32, Error> {
     let only = a.model.as_deref().map(scenario::find_model).transpose()?;
     let cases = cases(only, a.mutants);
-    let json = a.out.format == Format::Json;
-    // KTAP streams a line per case as it finishes (human and ktap alike); JSON comes
-    // whole at the end.
-    if !json {
-        report::print_line(&format!("KTAP version 1\n1..{}", cases.len()));
+    // KTAP streams a result per case as it finishes (the human form is KTAP too, as
+    // kselftest's is); JSON comes whole at the end.
+    let ktap_out = a.out.format != Format::Json;
+    if ktap_out {
+        print!("{}", ktap::header(cases.len()));
     }
-    let (mut passed, mut failed, mut results) = (0, 0, Vec::new());
+    let mut results = Vec::new();
     for (i, case) in cases.iter().enumerate() {
-        let verdict = check(a, case)?;
-        if json {
-            results.push(serde_json::json!({
-                "case": case.label(), "ok": verdict.ok, "detail": verdict.line,
-            }));
-        } else {
-            let ok = if verdict.ok { "ok" } else { "not ok" };
-            report::print_line(&format!("{ok} {} {} # {}", i + 1, case.label(), verdict.line));
+        let v = check(a, case)?;
+        let mut diag = vec![v.line.clone()];
+        diag.extend(v.invariant.iter().map(|x| format!("invariant: {x}")));
+        diag.extend(v.run_dir.iter().map(|d| format!("run dir: {d}")));
+        let k = ktap::Case {
+            ok: v.ok,
+            name: case.label(),
+            skip: None,
+            diag,
+        };
+        if ktap_out {
+            print!("{}", ktap::case_lines(i + 1, &k));
         }
-        if verdict.ok {
-            passed += 1;
-        } else {
-            failed += 1;
-        }
+        results.push((case.label(), v));
     }
-    if json {
-        let doc = serde_json::json!({"passed": passed, "failed": failed, "cases": results});
-        report::print_line(&serde_json::to_string_pretty(&doc).expect("json"));
-    } else {
-        report::print_line(&format!("validate: {passed} passed, {failed} failed"));
+    let failed = results.iter().filter(|(_, v)| !v.ok).count();
+    let passed = results.len() - failed;
+    match a.out.format {
+        Format::Json => print!(
+            "{}",
+            exec::to_json(&serde_json::json!({
+                "passed": passed, "failed": failed,
+                "cases": results.iter().map(|(label, v)| serde_json::json!({
+                    "case": label, "ok": v.ok, "detail": v.line,
+                    "invariant": v.invariant, "run_dir": v.run_dir,
+                })).collect::<Vec<_>>(),
+            }))
+        ),
+        // The plain closing line CI tooling reads.
+        _ => report::print_line(&format!("validate: {passed} passed, {failed} failed")),
     }
     Ok(if failed == 0 { exit::CLEAN } else { exit::VIOLATION })
 }
@@ -123,6 +138,7 @@ fn check(a: &ValidateArgs, case: &Case) -> Result<Verdict, Error> {
     let mut ex = exec::execute(&plan, &crate::interrupt::requested, &mut Silent)?;
     let s = &ex.summary;
     let first = s.violations.first().map_or("", |x| x.invariant.as_str());
+    let invariant = (!first.is_empty()).then(|| first.to_string());
     let uncovered: Vec<&str> = s
         .coverage
         .iter()
@@ -165,8 +181,15 @@ fn check(a: &ValidateArgs, case: &Case) -> Result<Verdict, Error> {
         dir.finish(&plan, &mut ex)?;
         return Ok(Verdict {
             ok,
-            line: format!("{line} (see {})", dir.path().display()),
+            line,
+            invariant,
+            run_dir: Some(dir.path().display().to_string()),
         });
     }
-    Ok(Verdict { ok, line })
+    Ok(Verdict {
+        ok,
+        line,
+        invariant,
+        run_dir: None,
+    })
 }

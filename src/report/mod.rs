@@ -3,7 +3,6 @@
 //! terminal.
 
 pub mod interleave;
-pub mod ktap;
 pub mod progress;
 mod summary;
 mod text;
