@@ -37,7 +37,10 @@ impl HashProtect {
                 .with_state(self.dump_state()));
             }
             if c.has_work() {
-                return Err(Violation::new("H3", format!("at rest, CPU {k} still has stopper work queued")));
+                return Err(Violation::new(
+                    "H3",
+                    format!("at rest, CPU {k} still has stopper work queued"),
+                ));
             }
         }
         Ok(())

@@ -178,7 +178,11 @@ impl HashProtect {
         }
         // atomic_set(&chmem_parms.cpu_counter, num_online_cpus());
         let online = self.num_online.load(SeqCst);
-        let count = if self.proto.counter_short { online - 1 } else { online };
+        let count = if self.proto.counter_short {
+            online - 1
+        } else {
+            online
+        };
         parms.cpu_counter.store(count, SeqCst);
         let mut found = self.counter_in_range("setup", count as i32, count as i32).err();
         // mb(): "Ensure state is consistent before we call the other CPUs".
@@ -324,7 +328,8 @@ impl HashProtect {
         }
         cx.event("stop_machine.queued", u64::from(num_threads), cpu as u64);
         let mut r = self.run_stoppers(cx, cpu, &ms, true);
-        if r.is_ok() {
+        // After an abandon the participant that found the violation reports it.
+        if r.is_ok() && !ms.abandoned.load(SeqCst) {
             r = self.after_stop_machine(&ms);
         }
         self.stop_cpus.unlock();
@@ -336,8 +341,10 @@ impl HashProtect {
     fn after_stop_machine(&self, ms: &MultiStop) -> Result<(), Violation> {
         let masters = ms.masters.load(SeqCst);
         if masters != 1 {
-            return Err(Violation::new("H5", format!("{masters} masters in one change_memory_range call"))
-                .with_state(ms.describe()));
+            return Err(
+                Violation::new("H5", format!("{masters} masters in one change_memory_range call"))
+                    .with_state(ms.describe()),
+            );
         }
         for (k, c) in self.cpus.iter().enumerate() {
             if c.online.peek() && c.mode.peek() != cpu::VIRTUAL {
@@ -435,7 +442,11 @@ impl HashProtect {
                 self.realmode_access(cx, cpu, self.secondary_loop_addr)?;
                 self.realmode_access(cx, cpu, counter_addr)?;
                 let n = parms.cpu_counter.load(SeqCst) as i32;
-                let leave = if self.proto.secondary_leaves_at_one { n <= 1 } else { n == 0 };
+                let leave = if self.proto.secondary_leaves_at_one {
+                    n <= 1
+                } else {
+                    n == 0
+                };
                 if !leave {
                     return Ok(Step::Idle);
                 }

@@ -374,10 +374,20 @@ fn layout(threads: usize) -> Vec<(u32, Option<usize>)> {
 }
 
 impl HashProtect {
-    fn new(proto: Protocol, hv: Hypervisor, (text, init): (usize, usize), accesses: u64, threads: usize) -> Self {
+    fn new(
+        proto: Protocol,
+        hv: Hypervisor,
+        (text, init): (usize, usize),
+        accesses: u64,
+        threads: usize,
+    ) -> Self {
         let lay = layout(threads);
         let ncpus = lay.iter().filter(|(_, c)| c.is_some()).count();
-        let hotpluggable = if threads >= 4 { (2..ncpus).collect() } else { Vec::new() };
+        let hotpluggable = if threads >= 4 {
+            (2..ncpus).collect()
+        } else {
+            Vec::new()
+        };
         let pages = text + init;
         // The data page after the bolted ranges holds the static chmem_parms; the RMO
         // ends right after it, and task stacks are above it.

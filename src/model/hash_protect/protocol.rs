@@ -103,12 +103,48 @@ impl Protocol {
         let p = FIXED;
         Some(match name {
             "fixed" => (p, true),
-            "fixed-87e65ad" => (Protocol { master: MasterPick::CallerCpu, ..p }, true),
-            "buggy" => (Protocol { stop_machine: false, ..p }, true),
-            "early-dec" => (Protocol { dec_before_real: true, ..p }, false),
-            "master-no-wait" => (Protocol { master_waits: false, ..p }, false),
-            "no-cpus-read-lock" => (Protocol { cpus_read_lock: false, ..p }, false),
-            "parms-on-stack" => (Protocol { parms: ParmsAt::Stack, ..p }, false),
+            "fixed-87e65ad" => (
+                Protocol {
+                    master: MasterPick::CallerCpu,
+                    ..p
+                },
+                true,
+            ),
+            "buggy" => (
+                Protocol {
+                    stop_machine: false,
+                    ..p
+                },
+                true,
+            ),
+            "early-dec" => (
+                Protocol {
+                    dec_before_real: true,
+                    ..p
+                },
+                false,
+            ),
+            "master-no-wait" => (
+                Protocol {
+                    master_waits: false,
+                    ..p
+                },
+                false,
+            ),
+            "no-cpus-read-lock" => (
+                Protocol {
+                    cpus_read_lock: false,
+                    ..p
+                },
+                false,
+            ),
+            "parms-on-stack" => (
+                Protocol {
+                    parms: ParmsAt::Stack,
+                    ..p
+                },
+                false,
+            ),
             "no-irq-disable" => (
                 Protocol {
                     stop_disables_irqs: false,
@@ -117,14 +153,62 @@ impl Protocol {
                 },
                 false,
             ),
-            "no-secondary-irqsave" => (Protocol { secondary_irqsave: false, ..p }, false),
-            "m-state-before-ack-reset" => (Protocol { state_before_ack_reset: true, ..p }, false),
-            "m-secondary-leaves-at-one" => (Protocol { secondary_leaves_at_one: true, ..p }, false),
-            "m-master-signals-first" => (Protocol { master_signals_first: true, ..p }, false),
-            "m-counter-short" => (Protocol { counter_short: true, ..p }, false),
-            "m-range-stops-short" => (Protocol { range_stops_short: true, ..p }, true),
-            "m-secondary-stays-real" => (Protocol { secondary_stays_real: true, ..p }, false),
-            "m-secondary-skips-dec" => (Protocol { secondary_skips_dec: true, ..p }, false),
+            "no-secondary-irqsave" => (
+                Protocol {
+                    secondary_irqsave: false,
+                    ..p
+                },
+                false,
+            ),
+            "m-state-before-ack-reset" => (
+                Protocol {
+                    state_before_ack_reset: true,
+                    ..p
+                },
+                false,
+            ),
+            "m-secondary-leaves-at-one" => (
+                Protocol {
+                    secondary_leaves_at_one: true,
+                    ..p
+                },
+                false,
+            ),
+            "m-master-signals-first" => (
+                Protocol {
+                    master_signals_first: true,
+                    ..p
+                },
+                false,
+            ),
+            "m-counter-short" => (
+                Protocol {
+                    counter_short: true,
+                    ..p
+                },
+                false,
+            ),
+            "m-range-stops-short" => (
+                Protocol {
+                    range_stops_short: true,
+                    ..p
+                },
+                true,
+            ),
+            "m-secondary-stays-real" => (
+                Protocol {
+                    secondary_stays_real: true,
+                    ..p
+                },
+                false,
+            ),
+            "m-secondary-skips-dec" => (
+                Protocol {
+                    secondary_skips_dec: true,
+                    ..p
+                },
+                false,
+            ),
             _ => return None,
         })
     }

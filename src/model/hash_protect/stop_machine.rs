@@ -88,7 +88,10 @@ impl MultiStop {
         let bit = 1u64 << cpu;
         let seen = self.acked[curstate as usize].fetch_or(bit, SeqCst);
         if seen & bit != 0 {
-            return Err(Violation::new("H7", format!("CPU {cpu} acked state {curstate} twice")));
+            return Err(Violation::new(
+                "H7",
+                format!("CPU {cpu} acked state {curstate} twice"),
+            ));
         }
         let old = self.thread_ack.fetch_sub(1, SeqCst);
         if old == 0 || old > self.num_threads {
@@ -171,7 +174,10 @@ impl HashProtect {
         if p.irqs_off_since_disable && c.hard_irq_on.peek() {
             return Err(Violation::new(
                 "H7",
-                format!("CPU {} has hard irqs on in stop_machine state {}", p.cpu, p.curstate),
+                format!(
+                    "CPU {} has hard irqs on in stop_machine state {}",
+                    p.cpu, p.curstate
+                ),
             ));
         }
         if let Some(f) = p.run.as_mut() {
@@ -283,9 +289,7 @@ impl HashProtect {
             }
             let mut moved = false;
             for p in parts.iter_mut().filter(|p| !p.done) {
-                let r = self
-                    .take_irq(cx, p.cpu)
-                    .and_then(|()| self.stop_step(cx, ms, p));
+                let r = self.take_irq(cx, p.cpu).and_then(|()| self.stop_step(cx, ms, p));
                 match r {
                     Ok(s) => moved |= s == Step::Moved,
                     Err(v) => {

@@ -37,7 +37,9 @@ impl Table {
     /// Every page bolted, VALID, with `pp`.
     pub(super) fn new(pages: usize, pp: u64) -> Self {
         Table {
-            hpte: (0..pages).map(|_| AtomicU64::new(VALID | pp << PP_SHIFT)).collect(),
+            hpte: (0..pages)
+                .map(|_| AtomicU64::new(VALID | pp << PP_SHIFT))
+                .collect(),
         }
     }
 
@@ -73,7 +75,10 @@ impl Table {
         if pte_v & VALID != 0 && pp(pte_v) != newpp {
             e.store((pte_v & !VALID) | ABSENT | HVLOCK, SeqCst);
             window();
-            e.store((pte_v & !(VALID | PP_MASK)) | ABSENT | HVLOCK | newpp << PP_SHIFT, SeqCst);
+            e.store(
+                (pte_v & !(VALID | PP_MASK)) | ABSENT | HVLOCK | newpp << PP_SHIFT,
+                SeqCst,
+            );
         }
         // unlock_hpte(hpte, pte_v & ~HPTE_V_HVLOCK): V as it was, VALID again.
         bitlock::unlock_store(e, HVLOCK, (pte_v & !PP_MASK) | newpp << PP_SHIFT);
