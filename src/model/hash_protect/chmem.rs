@@ -432,6 +432,7 @@ impl HashProtect {
                     let old = parms.cpu_counter.fetch_sub(1, SeqCst) as i32;
                     self.counter_in_range("a secondary's decrement", old, old - 1)?;
                 }
+                window!("chmem.secondary.decremented");
                 if early_dec {
                     Phase::GoReal
                 } else {
