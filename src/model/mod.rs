@@ -11,6 +11,7 @@
 
 pub mod contract;
 pub mod desc;
+pub mod hash_protect;
 pub mod hpt;
 pub mod mem;
 pub mod notifier;
@@ -26,7 +27,13 @@ pub use desc::{
 
 /// Every model kvmtorture knows, the hidden self-test model last.
 pub fn registry() -> &'static [&'static ModelDesc] {
-    static MODELS: &[&ModelDesc] = &[&hpt::DESC, &pfncache::DESC, &vpa::DESC, &testing::DESC];
+    static MODELS: &[&ModelDesc] = &[
+        &hpt::DESC,
+        &pfncache::DESC,
+        &vpa::DESC,
+        &hash_protect::DESC,
+        &testing::DESC,
+    ];
     MODELS
 }
 
