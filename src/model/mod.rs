@@ -13,6 +13,7 @@ pub mod contract;
 pub mod desc;
 pub mod hpt;
 pub mod mem;
+pub mod memslot;
 pub mod notifier;
 pub mod pfncache;
 pub mod testing;
@@ -25,7 +26,7 @@ pub use desc::{
 
 /// Every model kvmtorture knows, the hidden self-test model last.
 pub fn registry() -> &'static [&'static ModelDesc] {
-    static MODELS: &[&ModelDesc] = &[&hpt::DESC, &pfncache::DESC, &testing::DESC];
+    static MODELS: &[&ModelDesc] = &[&hpt::DESC, &pfncache::DESC, &memslot::DESC, &testing::DESC];
     MODELS
 }
 
