@@ -93,16 +93,27 @@ impl Memslot {
         }
     }
 
-    /// Unmerge (`break_ksm()` → COW) or munmap + refault of host page `h`: one bracket
-    /// that replaces the page with a fresh one, the old one dropped after `range_end`.
+    /// Unmerge (`break_ksm()` → a write fault's `wp_page_copy()`), or munmap + refault,
+    /// of host page `h`: one bracket that replaces the page with a fresh copy if the
+    /// pte is still the one the fault saw (`pte_same()` under the pte lock, which is
+    /// what keeps it from undoing a concurrent `replace_page()`), the old page dropped
+    /// after `range_end`.
     pub(super) fn unmerge(&self, op: &mut Op) {
         let h = self.pick_host_page(op);
+        let orig = self.host.get(h);
         let Some(fresh) = self.arena.alloc_mapped("fresh anonymous page") else {
             return;
         };
         self.range_start(op, h);
         crate::window!("unmerge.after_range_start");
         self.host.lock(h);
+        if self.host.get(h) != orig {
+            // !pte_same(): someone else changed it; the fault is retried.
+            self.host.unlock(h);
+            self.range_end(op, h);
+            self.release_page(op, fresh, "unmerge: pte changed, drop the copy", true);
+            return;
+        }
         let old = self.host.clear(h);
         self.host.set(h, fresh);
         self.host.unlock(h);
