@@ -10,11 +10,11 @@ use std::sync::atomic::Ordering::Relaxed;
 
 impl Memslot {
     /// The vCPUs' bias: B's gfns (either base) and A's, which share B's table; C's
-    /// now and then.
+    /// rarely, so that C's table is often empty (change_pte's -ENOMEM path).
     fn pick_gfn(&self, op: &mut Op) -> u64 {
-        match op.rng().below(20) {
-            0..=8 => B_BASES[0] + op.rng().below(2 * B_PAGES),
-            9..=17 => op.rng().below(A_PAGES),
+        match op.rng().below(400) {
+            0..=199 => B_BASES[0] + op.rng().below(2 * B_PAGES),
+            200..=398 => op.rng().below(A_PAGES),
             _ => C_BASE + op.rng().below(C_PAGES),
         }
     }
