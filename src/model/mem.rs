@@ -305,6 +305,28 @@ impl Arena {
         self.put(pfn, why)
     }
 
+    /// One more host page-table entry comes to point at the live page `pfn`
+    /// (`get_page()` + `page_add_anon_rmap()`, as `replace_page()` does for a KSM page).
+    #[track_caller]
+    pub fn map_host(&self, pfn: Pfn, why: &'static str) -> Result<(), Violation> {
+        let page = self.page_or(pfn, "M1", why, "host map")?;
+        let mut p = page.lock();
+        if !p.allocated || p.refcount <= 0 {
+            return Err(self.refuse(
+                p,
+                pfn,
+                "M1",
+                why,
+                "BAD host map",
+                format!("{why}: host map of free pfn {pfn}"),
+            ));
+        }
+        p.refcount += 1;
+        p.mapcount += 1;
+        self.log(&mut p, "host map", why);
+        Ok(())
+    }
+
     /// `get_page_unless_zero()`, as GUP does: takes a reference if the page is live.
     #[track_caller]
     pub fn try_get(&self, pfn: Pfn, why: &'static str) -> bool {

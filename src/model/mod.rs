@@ -14,6 +14,7 @@ pub mod desc;
 pub mod hash_protect;
 pub mod hpt;
 pub mod mem;
+pub mod memslot;
 pub mod notifier;
 pub mod pfncache;
 pub mod testing;
@@ -31,6 +32,7 @@ pub fn registry() -> &'static [&'static ModelDesc] {
         &hpt::DESC,
         &pfncache::DESC,
         &vpa::DESC,
+        &memslot::DESC,
         &hash_protect::DESC,
         &testing::DESC,
     ];

@@ -680,3 +680,153 @@ mod tests {
         m.check_quiescent().unwrap();
     }
 }
+
+// ==== Invalidation counters with an arch MMU behind them (memslot model) ==============
+//
+// The same kvm_main.c state as [`Mmu`]'s counters, for a model whose secondary MMU has
+// page tables of its own (arm64 stage 2): `mmu_lock` is an rwlock (faults map under it
+// for read, notifiers zap under it for write), each counter change is returned to the
+// caller so it can run the arch handler (`kvm_unmap_gfn_range()`) between them, and
+// the memslot swap really sleeps on `mn_memslots_update_rcuwait` until
+// `kvm_mmu_notifier_invalidate_range_end()` wakes it. Kept beside [`Mmu`] rather than
+// inside it so that pfncache's notifier is untouched; both follow the same functions.
+
+/// A counter that would have gone below zero (the kernel's `BUG_ON`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Underflow(pub &'static str);
+
+/// `kvm->mn_invalidate_lock`, `mn_active_invalidate_count`, `mn_memslots_update_rcuwait`,
+/// `mmu_lock`, `mmu_invalidate_in_progress` and `mmu_invalidate_seq`.
+#[derive(Debug, Default)]
+pub struct Invalidations {
+    mn_invalidate_lock: RawSpinLock,
+    mn_active_invalidate_count: AtomicU64,
+    /// `kvm->mmu_lock`; callers take it around [`begin`](Self::begin),
+    /// [`end`](Self::end) and their handlers.
+    pub mmu_lock: crate::sync::RawRwLock,
+    mmu_invalidate_in_progress: AtomicU64,
+    mmu_invalidate_seq: AtomicU64,
+    /// Bumped by every `rcuwait_wake_up()`: a sleeper waits for it to move.
+    wakeups: AtomicU64,
+}
+
+impl Invalidations {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// `kvm_mmu_notifier_invalidate_range_start()`'s first step:
+    /// `mn_active_invalidate_count++` under `mn_invalidate_lock`.
+    pub fn count_up(&self) {
+        self.mn_invalidate_lock.lock();
+        self.mn_active_invalidate_count.fetch_add(1, AcqRel);
+        self.mn_invalidate_lock.unlock();
+    }
+
+    /// `kvm_mmu_notifier_invalidate_range_end()`'s last step: `--count` under the lock,
+    /// then `rcuwait_wake_up()` if it reached zero (outside the lock, as the kernel).
+    pub fn count_down(&self) -> Result<(), Underflow> {
+        self.mn_invalidate_lock.lock();
+        let prev = self.mn_active_invalidate_count.fetch_sub(1, AcqRel);
+        if prev == 0 {
+            self.mn_active_invalidate_count.fetch_add(1, AcqRel);
+        }
+        self.mn_invalidate_lock.unlock();
+        match prev {
+            0 => Err(Underflow("mn_active_invalidate_count")),
+            1 => {
+                crate::window!("range_end.before_wake");
+                self.wakeups.fetch_add(1, Release);
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// `kvm_mmu_invalidate_begin()` (caller holds `mmu_lock` for write).
+    pub fn begin(&self) {
+        self.mmu_invalidate_in_progress.fetch_add(1, AcqRel);
+    }
+
+    /// `kvm_mmu_invalidate_end()` (caller holds `mmu_lock` for write):
+    /// `seq++; smp_wmb(); in_progress--`. `bump_seq` false leaves the sequence alone.
+    pub fn end(&self, bump_seq: bool) -> Result<(), Underflow> {
+        if bump_seq {
+            self.mmu_invalidate_seq.fetch_add(1, Release);
+        }
+        match self.mmu_invalidate_in_progress.fetch_sub(1, AcqRel) {
+            0 => {
+                self.mmu_invalidate_in_progress.fetch_add(1, AcqRel);
+                Err(Underflow("mmu_invalidate_in_progress"))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// `READ_ONCE(kvm->mn_active_invalidate_count)`.
+    pub fn count(&self) -> u64 {
+        self.mn_active_invalidate_count.load(Acquire)
+    }
+
+    /// `READ_ONCE(kvm->mmu_invalidate_in_progress)`.
+    pub fn in_progress(&self) -> u64 {
+        self.mmu_invalidate_in_progress.load(Acquire)
+    }
+
+    /// `mmu_seq = kvm->mmu_invalidate_seq; smp_rmb();` at the start of a fault.
+    pub fn seq(&self) -> u64 {
+        self.mmu_invalidate_seq.load(Acquire)
+    }
+
+    /// `mmu_invalidate_retry()` (caller holds `mmu_lock`): in progress, or the
+    /// sequence moved. `check_in_progress` false tests the sequence only.
+    pub fn retry(&self, mmu_seq: u64, check_in_progress: bool) -> bool {
+        (check_in_progress && self.mmu_invalidate_in_progress.load(Acquire) != 0)
+            || self.mmu_invalidate_seq.load(Acquire) != mmu_seq
+    }
+
+    /// The middle of `kvm_swap_active_memslots()`: under `mn_invalidate_lock`, sleep
+    /// while `mn_active_invalidate_count != 0` (dropping the lock while asleep), then
+    /// run `publish` (`rcu_assign_pointer()`) before unlocking. Returns whether it
+    /// slept and the count `publish` ran with. `wait` false publishes at once (before
+    /// 52ac8b358b0c).
+    pub fn publish_when_idle(&self, wait: bool, publish: impl FnOnce()) -> (bool, u64) {
+        let mut slept = false;
+        let mut b = Backoff::new("memslots.swap.wait_for_invalidations");
+        self.mn_invalidate_lock.lock();
+        while wait && self.mn_active_invalidate_count.load(Acquire) != 0 {
+            // prepare_to_rcuwait(); set_current_state(); unlock; schedule().
+            slept = true;
+            let token = self.wakeups.load(Acquire);
+            self.mn_invalidate_lock.unlock();
+            while self.wakeups.load(Acquire) == token {
+                b.spin();
+            }
+            self.mn_invalidate_lock.lock();
+        }
+        let count = self.mn_active_invalidate_count.load(Acquire);
+        publish();
+        self.mn_invalidate_lock.unlock();
+        (slept, count)
+    }
+
+    /// Counters without a preemption point (checks and dumps): count, in_progress, seq.
+    pub fn peek(&self) -> (u64, u64, u64) {
+        (
+            self.mn_active_invalidate_count.peek(),
+            self.mmu_invalidate_in_progress.peek(),
+            self.mmu_invalidate_seq.peek(),
+        )
+    }
+
+    /// Which of the locks is still held (quiescent checks).
+    pub fn held_lock(&self) -> Option<&'static str> {
+        if self.mn_invalidate_lock.is_locked() {
+            Some("mn_invalidate_lock")
+        } else if self.mmu_lock.is_write_locked() || self.mmu_lock.readers() != 0 {
+            Some("mmu_lock")
+        } else {
+            None
+        }
+    }
+}
