@@ -89,6 +89,7 @@ pub(super) fn run(shared: Arc<Shared>, idx: usize, mix: Mix) {
         ))),
     };
     let body = catch_unwind(AssertUnwindSafe(|| {
+        crate::sync::holder::set_current(idx as u32);
         if let Some(d) = &shared.det {
             d.attach(idx);
         }

@@ -12,6 +12,7 @@
 pub mod atomic;
 mod backoff;
 pub mod bitlock;
+pub mod holder;
 pub mod mutex;
 pub mod rwlock;
 pub mod spinlock;

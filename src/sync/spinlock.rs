@@ -1,28 +1,36 @@
 //! `spinlock_t`: a test-and-test-and-set lock.
 
 use crate::sched::{point, Site};
-use crate::sync::Backoff;
-use std::sync::atomic::{AtomicBool, Ordering};
+use crate::sync::{holder, Backoff};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 /// A raw spin lock: `lock`/`unlock` in any code shape.
 #[derive(Debug, Default)]
 pub struct RawSpinLock {
     locked: AtomicBool,
+    /// Ghost: the [`holder`] id of the thread holding it.
+    holder: AtomicU32,
 }
 
 impl RawSpinLock {
     pub const fn new() -> Self {
         RawSpinLock {
             locked: AtomicBool::new(false),
+            holder: AtomicU32::new(holder::NOBODY),
         }
     }
 
     #[track_caller]
     pub fn try_lock(&self) -> bool {
         point(Site::new("spin.trylock"));
-        self.locked
+        let got = self
+            .locked
             .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
-            .is_ok()
+            .is_ok();
+        if got {
+            self.holder.store(holder::current(), Ordering::Relaxed);
+        }
+        got
     }
 
     #[track_caller]
@@ -38,12 +46,18 @@ impl RawSpinLock {
     #[track_caller]
     pub fn unlock(&self) {
         point(Site::new("spin.unlock"));
+        self.holder.store(holder::NOBODY, Ordering::Relaxed);
         let was = self.locked.swap(false, Ordering::Release);
         debug_assert!(was, "unlock of an unlocked spinlock");
     }
 
     pub fn is_locked(&self) -> bool {
         self.locked.load(Ordering::Relaxed)
+    }
+
+    /// Who holds it (a [`holder`] id), if anyone: for checks and reports.
+    pub fn holder(&self) -> Option<u32> {
+        self.is_locked().then(|| self.holder.load(Ordering::Relaxed))
     }
 }
 
@@ -66,6 +80,11 @@ impl<T> SpinLock<T> {
             raw: RawSpinLock::new(),
             data: std::sync::Mutex::new(v),
         }
+    }
+
+    /// Who holds it (a [`holder`] id), if anyone.
+    pub fn holder(&self) -> Option<u32> {
+        self.raw.holder()
     }
 
     #[track_caller]

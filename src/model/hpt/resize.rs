@@ -59,6 +59,7 @@ impl Hpt {
                     if self.params.checks {
                         found = found.or_else(|| self.after_pivot(&new).err());
                     }
+                    cx.cover(cov::COMMIT_REHASHED);
                     cx.cover(if new.npte() < old.npte() {
                         cov::SHRINK_COMMITTED
                     } else {
@@ -81,7 +82,12 @@ impl Hpt {
     /// `on_each_cpu(resize_hpt_boot_vcpu, NULL, 1)`: wait until every vCPU that had
     /// interrupts off (past its entry check, or in the guest) has exited once.
     fn ipi_all_vcpus(&self, cx: &dyn Ctx) {
-        for v in &self.vcpus {
+        let n = if self.checks.ipi_every_vcpu {
+            self.vcpus.len()
+        } else {
+            self.vcpus.len().saturating_sub(1)
+        };
+        for v in &self.vcpus[..n] {
             let w = v.run.load(SeqCst);
             if w & 1 == 0 {
                 continue;
@@ -127,7 +133,7 @@ impl Hpt {
         let rpte = old.rev[i].guest_rpte.load(Relaxed);
         if v & V_VALID != 0 {
             let gfn = table::rpte_gfn(rpte);
-            let idx = self.srcu.read_lock();
+            let idx = self.mmu.srcu().read_lock();
             let w = self.rmap.lock(gfn);
             let w = match table::unmap_hpte(old, gfn, w, i, v | V_HVLOCK) {
                 Ok((w, nv)) => {
@@ -138,7 +144,7 @@ impl Hpt {
                 Err(_) => w,
             };
             self.rmap.unlock(gfn, w);
-            self.srcu.read_unlock(idx);
+            self.mmu.srcu().read_unlock(idx);
         }
         let mut result = Ok(());
         if v & V_BOLTED != 0 {
@@ -159,12 +165,12 @@ impl Hpt {
 
     /// `resize_hpt_pivot()`: swap under `mmu_lock`, then `synchronize_srcu_expedited()`.
     fn pivot(&self, cx: &dyn Ctx, new: &Arc<Table>) {
-        self.mmu_lock.lock();
+        self.mmu.mmu_lock().lock();
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::clone(new);
-        self.mmu_lock.unlock();
+        self.mmu.mmu_lock().unlock();
         cx.event("commit.pivot", new.gen, new.npte() as u64);
         window!("hpt.commit.before_srcu_sync");
-        self.srcu.synchronize();
+        self.mmu.srcu().synchronize();
     }
 
     /// Q1 at the end of rehash: no rmap chain, no VALID entry left in the old table.

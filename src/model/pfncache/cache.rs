@@ -13,7 +13,7 @@ use crate::model::mem::{Khva, Pfn, PFN_ERR};
 use crate::model::notifier::{HVA_ERR_BAD, INVALID_GPA};
 use crate::model::Violation;
 use crate::sync::mutex::RawMutex;
-use crate::sync::{AtomicBool, AtomicU32, AtomicU64, RawRwLock};
+use crate::sync::{holder, AtomicBool, AtomicU32, AtomicU64, RawRwLock};
 use std::fmt::Write;
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
 use std::sync::atomic::{AtomicBool as StdBool, AtomicU32 as StdU32, AtomicU64 as StdU64};
@@ -68,6 +68,9 @@ struct Ghost {
     mutations: StdU64,
     /// A refresh of this cache has `gpc->lock` dropped (coverage of the walk's window).
     refresh_unlocked: StdBool,
+    /// Who re-initialised `gpc->lock` last and who held the old lock word then, from
+    /// the locks' holder record ("worker 2", "held for read by worker 5").
+    reinit: std::sync::Mutex<Option<(String, String)>>,
     history: std::sync::Mutex<(Vec<Event>, usize)>,
 }
 
@@ -158,11 +161,19 @@ impl Gpc {
         self.ghost.readers_in.fetch_sub(1, SeqCst);
         self.locks[h.slot].read_unlock();
         if now != h.slot {
+            let (by, held) = self
+                .ghost
+                .reinit
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone()
+                .unwrap_or_default();
             return Err(self.violation(
                 "M5",
                 format!(
-                    "read_unlock of gpc{}->lock, re-initialised while this reader held it",
-                    self.id
+                    "read_unlock of gpc{}->lock by {}: the lock was re-initialised by {by} while it was {held}",
+                    self.id,
+                    holder::describe(holder::current())
                 ),
             ));
         }
@@ -199,6 +210,9 @@ impl Gpc {
 
     /// `rwlock_init(&gpc->lock)` on a cache that may be in use (before 52491a38).
     pub fn reinit_lock(&self, op: &mut Op) {
+        let (_, old) = self.lock_word();
+        *self.ghost.reinit.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((holder::describe(holder::current()), old.holders()));
         let next = (self.lock_idx.load(Acquire) + 1) % LOCK_SLOTS as u32;
         self.lock_idx.store(next, Release);
         self.record(op, "rwlock_init", next as u64, 0);

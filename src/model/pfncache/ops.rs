@@ -88,7 +88,10 @@ impl PfnCache {
             return false;
         }
         let gpa = c.gpa.load(Acquire);
-        if !is_error_gpa(gpa) && c.generation.load(Acquire) != self.mmu.generation() {
+        if self.proto.slips.check_generation
+            && !is_error_gpa(gpa)
+            && c.generation.load(Acquire) != self.mmu.generation()
+        {
             return false;
         }
         let uhva = c.uhva.load(Acquire);
@@ -104,7 +107,9 @@ impl PfnCache {
         let mut h = c.read_lock();
         self.check_read_locked(op, c);
         let mut refreshes = 0;
-        while !self.check(c, len) {
+        let mut epoch = self.mmu.oracle_epoch();
+        let mut trusted = false;
+        while !trusted && !self.check(c, len) {
             op.note(c.read_unlock(h));
             crate::window!("reader.check_failed");
             if refreshes == READER_REFRESHES || !c.active.load(Acquire) || self.refresh(op, c, len).is_err() {
@@ -114,10 +119,12 @@ impl PfnCache {
             op.cover(cov::READER_REFRESHED);
             h = c.read_lock();
             self.check_read_locked(op, c);
+            epoch = self.mmu.oracle_epoch();
+            trusted = !self.proto.slips.reader_rechecks;
         }
         // Between a successful check and the dereference.
         crate::window!("reader.checked");
-        self.check_access(op, c, len);
+        self.check_access(op, c, len, epoch);
         for _ in 0..op.rng().below(4) {
             crate::window!("reader.holding");
         }
@@ -174,7 +181,12 @@ impl PfnCache {
     /// write lock after a re-test (9fa336e3). Only `valid` is cleared.
     fn gpc_walk(&self, op: &mut Op, start: u64, end: u64) {
         self.gpc_lock.lock();
-        for c in &self.caches {
+        let walked = if self.proto.slips.walk_whole_list {
+            self.caches.len()
+        } else {
+            self.caches.len() - 1
+        };
+        for c in &self.caches[..walked] {
             if !c.on_list.load(Acquire) {
                 continue;
             }

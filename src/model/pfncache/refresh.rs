@@ -190,10 +190,11 @@ impl PfnCache {
         let mut resched = Backoff::new("hva_to_pfn_retry.cond_resched");
         // Invalidate the cache before dropping the lock (58cd407c): the walk can only
         // clear `valid`, so it must not be left true while the lock is dropped.
+        let slips = self.proto.slips;
         c.set(op, Field::Valid, 0);
         let mut rounds = 0;
         let (pfn, khva) = loop {
-            let mmu_seq = self.mmu.invalidate_seq();
+            let early_seq = slips.seq_before_gup.then(|| self.mmu.invalidate_seq());
             c.set_refresh_unlocked(true);
             c.write_unlock(w);
             crate::window!("hva_to_pfn_retry.unlocked");
@@ -213,6 +214,7 @@ impl PfnCache {
                 return (self.relock(c), Err(Errno::Fault));
             };
             crate::window!("hva_to_pfn_retry.after_gup");
+            let mmu_seq = early_seq.unwrap_or_else(|| self.mmu.invalidate_seq());
             // gpc->pfn is read unlocked: only this refresh, under refresh_lock, writes it.
             let khva = if pfn == c.pfn.load(Acquire) {
                 op.cover(cov::REUSED_OLD_KHVA);
@@ -241,14 +243,18 @@ impl PfnCache {
                     format!("gpc{} is valid at hva_to_pfn_retry's relock", c.id),
                 ));
             }
+            if !slips.valid_after_retry_test {
+                c.set(op, Field::Valid, 1);
+            }
             match self.mmu.retry_cache(mmu_seq) {
                 None => break (pfn, khva),
+                Some(Retry::Seq) if !slips.retry_tests_seq => break (pfn, khva),
                 Some(why) => {
                     op.cover(match why {
                         Retry::Count => cov::RETRY_COUNT,
                         Retry::Seq => cov::RETRY_SEQ,
                     });
-                    if why == Retry::Count && self.mmu.peek_in_progress() == 0 {
+                    if why == Retry::Count && self.mmu.in_walk_to_begin_window() {
                         op.cover(cov::RETRY_BEFORE_IN_PROGRESS);
                     }
                     if self.mmu.peek_pte(uhva) != Some(pfn) {
