@@ -31,6 +31,30 @@ pub enum Command {
     Shrink(ShrinkArgs),
     /// Check the harness itself: every buggy variant caught, every clean one clean.
     Validate(Box<ValidateArgs>),
+    /// Measure the harness: throughput, window entries/s, det switches, detection times.
+    Bench(BenchArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BenchSize {
+    Tiny,
+    Quick,
+    Full,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// The short bench (about two minutes): shorter runs, fewer seeds.
+    #[arg(long)]
+    pub quick: bool,
+    /// Output format (the JSON is also saved under results/bench-<time>/).
+    #[arg(long, value_enum, default_value = "human")]
+    pub format: Format,
+    #[arg(long, default_value = "results")]
+    pub results_dir: PathBuf,
+    /// Test hook: the run sizes (tiny is for the test suite).
+    #[arg(long, value_enum, default_value = "full", hide = true)]
+    pub size: BenchSize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
