@@ -146,7 +146,6 @@ pub fn execute(
         seed: sc.seed,
         delay_prob: sc.delay_prob,
         window_boost: sc.window_boost,
-        delays: engine::Delays::Targeted,
         stall_timeout: sc.stall_timeout,
         keep_going: plan.keep_going,
         quiescent_every: sc.quiescent_every,

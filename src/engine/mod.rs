@@ -12,7 +12,6 @@ pub use worker::OpCtx;
 use crate::model::{Model, ModelDesc, Violation};
 use crate::sched::det::{Det, DetOutcome, Hang};
 use crate::sched::strategy::StrategySpec;
-pub use crate::sched::stress::Delays;
 use counters::Counters;
 use recorder::Recorder;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -36,9 +35,6 @@ pub struct RunConfig {
     pub seed: u64,
     pub delay_prob: f64,
     pub window_boost: f64,
-    /// Which delays the injection picks ([`Delays::Targeted`] unless a bench
-    /// measures the legacy ones).
-    pub delays: Delays,
     pub stall_timeout: Duration,
     pub keep_going: bool,
     /// Period of the stutter barrier's deep check.

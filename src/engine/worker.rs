@@ -88,7 +88,6 @@ pub(super) fn run(shared: Arc<Shared>, idx: usize, mix: Mix) {
             Injection {
                 prob: cfg.delay_prob,
                 window_boost: cfg.window_boost,
-                delays: cfg.delays,
             },
         ))),
     };

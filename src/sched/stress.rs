@@ -15,19 +15,6 @@ use super::Site;
 use crate::rng::Rng;
 use std::time::Duration;
 
-/// Which delays a point injects.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Delays {
-    /// The first default (kept to measure against): at any point half spins of up
-    /// to 2000 iterations, 40 % yields, 10 % sleeps of 5–55 µs.
-    Mixed,
-    /// A short spin at plain points (it shifts the relative timing of two CPUs
-    /// without giving the core away); at race windows mostly a longer spin, and
-    /// only sometimes a yield or a sleep, the delays that let another thread run on
-    /// this core inside the window (what oversubscribed runs need).
-    Targeted,
-}
-
 /// How a run injects delays.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Injection {
@@ -35,26 +22,24 @@ pub struct Injection {
     pub prob: f64,
     /// Race windows inject with `prob * window_boost` (capped at 0.5).
     pub window_boost: f64,
-    pub delays: Delays,
 }
 
 impl Injection {
-    /// The default since issue 17, tuned for the rarest race window's entries per
-    /// second (see the README's performance section).
+    /// The default: a delay at 1 % of plain points and 20 % of race windows.
     pub const DEFAULT: Injection = Injection {
-        prob: 0.002,
-        window_boost: 100.0,
-        delays: Delays::Targeted,
-    };
-
-    /// The first default, kept so that `bench` can measure the two side by side.
-    pub const LEGACY: Injection = Injection {
         prob: 0.01,
         window_boost: 20.0,
-        delays: Delays::Mixed,
     };
 
-    /// The same kind of delays with injection off.
+    /// A candidate default measured side by side by `bench`: the same rate at race
+    /// windows, a fifth of it at plain points. Not the default: on pfncache it
+    /// detected several race variants later (the README's performance section).
+    pub const CANDIDATE: Injection = Injection {
+        prob: 0.002,
+        window_boost: 100.0,
+    };
+
+    /// Injection off.
     pub fn off(self) -> Injection {
         Injection { prob: 0.0, ..self }
     }
@@ -104,7 +89,6 @@ pub struct Injector {
     rng: Rng,
     plain: Gap,
     window: Gap,
-    delays: Delays,
 }
 
 impl Injector {
@@ -114,7 +98,6 @@ impl Injector {
             plain: Gap::new(inj.prob, &mut rng),
             window: Gap::new(window_prob, &mut rng),
             rng,
-            delays: inj.delays,
         }
     }
 
@@ -130,35 +113,21 @@ impl Injector {
             return;
         }
         g.left = g.draw(&mut self.rng);
-        self.delay(site.window);
-    }
-
-    #[cold]
-    fn delay(&mut self, window: bool) {
-        match (self.delays, window) {
-            (Delays::Mixed, _) => self.mixed(),
-            (Delays::Targeted, false) => self.spin(200),
-            (Delays::Targeted, true) => match self.rng.below(100) {
-                0..=79 => self.spin(4000),
-                80..=97 => std::thread::yield_now(),
-                _ => std::thread::sleep(Duration::from_micros(5 + self.rng.below(50))),
-            },
-        }
+        self.delay();
     }
 
     /// A spin (half the time), a yield, or a short sleep: three very different
     /// lengths, because races need windows from nanoseconds to a scheduler tick.
-    fn mixed(&mut self) {
+    #[cold]
+    fn delay(&mut self) {
         match self.rng.below(100) {
-            0..=49 => self.spin(2000),
+            0..=49 => {
+                for _ in 0..self.rng.below(2000) {
+                    std::hint::spin_loop();
+                }
+            }
             50..=89 => std::thread::yield_now(),
             _ => std::thread::sleep(Duration::from_micros(5 + self.rng.below(50))),
-        }
-    }
-
-    fn spin(&mut self, max: u64) {
-        for _ in 0..self.rng.below(max) {
-            std::hint::spin_loop();
         }
     }
 }
