@@ -44,6 +44,30 @@ pub enum Command {
     Soak(SoakArgs),
     /// Combine run, batch, soak and hunt directories (from several hosts) into one summary.
     Merge(MergeArgs),
+    /// Measure the harness: throughput, window entries/s, det switches, detection times.
+    Bench(BenchArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BenchSize {
+    Tiny,
+    Quick,
+    Full,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// The short bench (about two minutes): shorter runs, fewer seeds.
+    #[arg(long)]
+    pub quick: bool,
+    /// Output format (the JSON is also saved under results/bench-<time>/).
+    #[arg(long, value_enum, default_value = "human")]
+    pub format: Format,
+    #[arg(long, default_value = "results")]
+    pub results_dir: PathBuf,
+    /// Test hook: the run sizes (tiny is for the test suite).
+    #[arg(long, value_enum, default_value = "full", hide = true)]
+    pub size: BenchSize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

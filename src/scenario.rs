@@ -61,8 +61,8 @@ pub struct Scenario {
 /// Defaults when neither the file nor a flag says.
 pub const DEFAULT_THREADS: usize = 16;
 pub const DEFAULT_DURATION: Duration = Duration::from_secs(30);
-pub const DEFAULT_DELAY_PROB: f64 = 0.01;
-pub const DEFAULT_WINDOW_BOOST: f64 = 20.0;
+pub const DEFAULT_DELAY_PROB: f64 = crate::sched::stress::Injection::DEFAULT.prob;
+pub const DEFAULT_WINDOW_BOOST: f64 = crate::sched::stress::Injection::DEFAULT.window_boost;
 pub const DEFAULT_STALL: Duration = Duration::from_secs(30);
 pub const DEFAULT_QUIESCENT: Duration = Duration::from_millis(500);
 pub const DEFAULT_SWITCH_PROB: f64 = 0.05;

@@ -2,6 +2,7 @@
 //! everything else happens here.
 
 mod batch;
+mod bench;
 mod exec;
 mod hunt;
 mod ktap;
@@ -23,6 +24,7 @@ use crate::error::Error;
 /// Runs a parsed command line; `Ok` carries the exit code.
 pub fn dispatch(cli: Cli) -> Result<i32, Error> {
     match cli.command {
+        Command::Bench(a) => bench::bench(&a),
         Command::List(a) => list::list(&a),
         Command::Run(a) => run::run(&a),
         Command::Again(a) => run::again(&a),

@@ -3,7 +3,8 @@
 use super::{counters::WorkerCounters, recorder::Kind, Shared};
 use crate::model::Ctx;
 use crate::rng::{Rng, Stream};
-use crate::sched::{self, det, stress::Injector, Mode};
+use crate::sched::stress::{Injection, Injector};
+use crate::sched::{self, det, Mode};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -84,8 +85,10 @@ pub(super) fn run(shared: Arc<Shared>, idx: usize, mix: Mix) {
         })),
         None => sched::enter(Mode::Stress(Injector::new(
             Rng::stream(cfg.seed, Stream::Delays, idx as u64),
-            cfg.delay_prob,
-            cfg.window_boost,
+            Injection {
+                prob: cfg.delay_prob,
+                window_boost: cfg.window_boost,
+            },
         ))),
     };
     let body = catch_unwind(AssertUnwindSafe(|| {
