@@ -2,6 +2,7 @@
 //! scenario layer, which also sees the TOML file.
 
 use crate::duration;
+pub use crate::report::View;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -68,6 +69,9 @@ pub struct DetArgs {
     /// Det steps without any op completing before the run is a livelock (exit 3).
     #[arg(long, default_value_t = 1_000_000)]
     pub max_idle_steps: u64,
+    /// Det failures: how report.txt and the terminal show the interleaving.
+    #[arg(long, value_enum, default_value = "protocol")]
+    pub view: View,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -188,6 +192,9 @@ pub struct ReplayArgs {
     pub results_dir: Option<PathBuf>,
     #[arg(long, value_enum, default_value = "human")]
     pub format: Format,
+    /// Det runs: how the terminal shows the replayed interleaving.
+    #[arg(long, value_enum, default_value = "protocol")]
+    pub view: View,
 }
 
 #[derive(Debug, Args)]
@@ -219,8 +226,11 @@ pub struct ShrinkArgs {
     /// A failing det run directory (with schedule.json).
     pub run_dir: PathBuf,
     /// Most re-runs the search may spend.
-    #[arg(long, default_value_t = 400)]
+    #[arg(long, default_value_t = 1000)]
     pub budget: u32,
     #[arg(long, value_enum, default_value = "human")]
     pub format: Format,
+    /// How interleaving.txt, report.txt and the terminal show the shrunk run.
+    #[arg(long, value_enum, default_value = "protocol")]
+    pub view: View,
 }

@@ -7,7 +7,7 @@
 use crate::cli::{DetArgs, ModeArg, StrategyArg};
 use crate::engine::{self, DetRun, Observer, Outcome, RunConfig, Status};
 use crate::error::{exit, usage, Error};
-use crate::report::{self, hex, DetSummary, Summary};
+use crate::report::{self, hex, DetSummary, Summary, View};
 use crate::scenario::{Saved, Scenario};
 use crate::sched::strategy::{Decision, StrategySpec};
 use serde::{Deserialize, Serialize};
@@ -30,6 +30,8 @@ pub struct Plan {
     pub det: Option<DetRun>,
     pub keep_going: bool,
     pub test_stall_worker: Option<usize>,
+    /// How report.txt shows a det failure's interleaving (not saved: a view choice).
+    pub view: View,
 }
 
 impl Plan {
@@ -49,6 +51,7 @@ impl Plan {
             det,
             keep_going: false,
             test_stall_worker: None,
+            view: a.view,
         })
     }
 
@@ -286,6 +289,7 @@ impl ScheduleFile {
             }),
             keep_going: self.keep_going,
             test_stall_worker: None,
+            view: View::default(),
         })
     }
 }
@@ -335,7 +339,7 @@ pub fn save_result(dir: &Path, plan: &Plan, ex: &mut Executed) -> Result<(), Err
         report::write(
             dir,
             "report.txt",
-            &report::failure_report(&ex.summary, &ex.outcome),
+            &report::failure_report(&ex.summary, &ex.outcome, plan.view),
         )?;
     }
     if let Some(s) = schedule_of(plan, ex) {

@@ -153,6 +153,7 @@ fn stress_args() -> DetArgs {
         pct_steps: None,
         switch_prob: 0.05,
         max_idle_steps: 1_000_000,
+        view: report::View::default(),
     }
 }
 

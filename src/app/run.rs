@@ -2,7 +2,7 @@
 
 use super::exec::{self, Plan};
 use crate::cli::{Format, ModeArg, RunArgs, ScenarioArgs};
-use crate::error::{usage, Error};
+use crate::error::{exit, usage, Error};
 use crate::interrupt;
 use crate::report::{self, progress};
 use crate::scenario::{self, Overrides, Scenario};
@@ -37,7 +37,15 @@ pub fn run(a: &RunArgs) -> Result<i32, Error> {
     drop(obs);
     exec::save_result(&dir, &plan, &mut ex)?;
     match a.format {
-        Format::Human => print!("{}", report::human_result(&ex.summary, &ex.outcome, &dir_s)),
+        Format::Human => {
+            print!("{}", report::human_result(&ex.summary, &ex.outcome, &dir_s));
+            if ex.code != exit::CLEAN && !a.quiet {
+                print!(
+                    "{}",
+                    report::interleaving(&ex.outcome, plan.view, Some(report::REPORT_ROWS))
+                );
+            }
+        }
         Format::Json => print!("{}", ex.summary.to_json()),
         Format::Ktap => print!("{}", report::ktap_result(&ex.summary)),
     }

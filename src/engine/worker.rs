@@ -37,6 +37,10 @@ impl Ctx for OpCtx<'_> {
     fn event(&self, what: &'static str, a: u64, b: u64) {
         self.shared.recorder.record(self.worker, Kind::Event, what, a, b);
     }
+
+    fn op_args(&self, what: &'static str, a: u64, b: u64) {
+        self.shared.recorder.record(self.worker, Kind::Args, what, a, b);
+    }
 }
 
 /// A weighted op table for one worker, built from its role mask.

@@ -89,7 +89,7 @@ impl Hpt {
         if !self.params.checks || self.ghost.ipi_window.load(SeqCst) == 0 {
             return None;
         }
-        cx.event("guest.enter_in_window", 0, 0);
+        cx.event("enters the guest inside the IPI window", 0, 0);
         Some(
             Violation::new(
                 "R4",
@@ -124,7 +124,7 @@ impl Hpt {
     fn guest(&self, cx: &mut dyn Ctx, vcpu: &Vcpu) -> Result<Exit, Violation> {
         let t = self.current();
         cx.event(
-            "guest.enter",
+            "enters the guest (gen {a}, rehash cursor {b})",
             t.gen,
             self.ghost.cursor_in(t.gen).unwrap_or(0) as u64,
         );
@@ -142,7 +142,7 @@ impl Hpt {
                 }
                 Some((i, _)) => {
                     if let Some(f) = self.absent_fault(&t, i, va) {
-                        cx.event("guest.fault", i as u64, t.gen);
+                        cx.event("hpte {a} ABSENT: page-fault exit (gen {b})", i as u64, t.gen);
                         return Ok(Exit::PageFault(f));
                     }
                 }
@@ -221,7 +221,7 @@ impl Hpt {
         let linked = table::add_revmap_chain(t, &self.rmap, gfn, w, i);
         t.r[i].store(gfn << 12, Relaxed);
         t.unlock(i, pteh);
-        cx.event("h_enter", i as u64, t.gen);
+        cx.event("H_ENTER hpte {a} gfn {b}", i as u64, gfn);
         linked?;
         stale.map_or(Ok(true), Err)
     }
@@ -260,7 +260,7 @@ impl Hpt {
             };
         }
         t.unlock(i, 0);
-        cx.event("h_remove", i as u64, t.gen);
+        cx.event("H_REMOVE hpte {a} (gen {b})", i as u64, t.gen);
         unlinked
     }
 
@@ -301,7 +301,11 @@ impl Hpt {
         let stale = self.r3_check(&t, i, "page fault made an entry VALID");
         point!("hpt.fault.lock_rmap");
         let w = self.rmap.lock(gfn);
-        cx.event("fault.link", i as u64, t.gen);
+        cx.event(
+            "page fault: hpte {a} VALID, linked into rmap[gfn {b}]",
+            i as u64,
+            gfn,
+        );
         let linked = table::add_revmap_chain(&t, &self.rmap, gfn, w, i);
         t.r[i].store(gfn << 12, Relaxed);
         t.unlock(i, (vnow & !V_ABSENT) | V_VALID);

@@ -53,7 +53,7 @@ impl Hpt {
                 let (w2, v2) = r.as_ref().map_or((w, v), |&(w2, v2)| (w2, v2));
                 self.rmap.unlock(gfn, w2);
                 t.unlock(i, v2);
-                cx.event("notifier.unmap", i as u64, t.gen);
+                cx.event("unmap hpte {a} gfn {b}", i as u64, gfn);
                 r?;
             }
         })
