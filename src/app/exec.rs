@@ -32,6 +32,8 @@ pub struct Plan {
     pub test_stall_worker: Option<usize>,
     /// How report.txt shows a det failure's interleaving (not saved: a view choice).
     pub view: View,
+    /// Ops `shrink` deleted, as (worker, op number); saved in `schedule.json`.
+    pub skip_ops: Vec<(usize, u64)>,
 }
 
 impl Plan {
@@ -52,6 +54,7 @@ impl Plan {
             keep_going: false,
             test_stall_worker: None,
             view: a.view,
+            skip_ops: Vec::new(),
         })
     }
 
@@ -146,6 +149,7 @@ pub fn execute(
         threads: sc.threads,
         duration: sc.duration,
         ops_per_worker: sc.ops,
+        skip_ops: plan.skip_ops.clone(),
         seed: sc.seed,
         delay_prob: sc.delay_prob,
         window_boost: sc.window_boost,
@@ -273,6 +277,9 @@ pub struct ScheduleFile {
     pub trace_hash: String,
     /// Every choice that differs from "keep running, else round robin".
     pub decisions: Vec<Decision>,
+    /// Ops deleted by `shrink`: (worker, op number).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skip_ops: Vec<(usize, u64)>,
 }
 
 impl ScheduleFile {
@@ -290,6 +297,7 @@ impl ScheduleFile {
             keep_going: self.keep_going,
             test_stall_worker: None,
             view: View::default(),
+            skip_ops: self.skip_ops.clone(),
         })
     }
 }
@@ -315,6 +323,7 @@ pub fn schedule_of(plan: &Plan, ex: &Executed) -> Option<ScheduleFile> {
         schedule_hash: hex(o.schedule_hash),
         trace_hash: hex(o.trace_hash),
         decisions: o.decisions.clone(),
+        skip_ops: plan.skip_ops.clone(),
     })
 }
 

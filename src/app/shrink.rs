@@ -7,9 +7,11 @@
 //!    several random-strategy seeds are tried at the first size that reproduces and
 //!    the shortest is kept;
 //! 2. fewer ops: halving the ops per worker under the current schedule;
-//! 3. fewer decisions: delta debugging over the decision list, down to removing
+//! 3. single ops deleted, any worker's at any position (the op is still drawn from
+//!    the worker's stream, so its later picks stay the same);
+//! 4. fewer decisions: delta debugging over the decision list, down to removing
 //!    single preemptions;
-//! 4. merging adjacent context switches: two consecutive decisions become one (switch
+//! 5. merging adjacent context switches: two consecutive decisions become one (switch
 //!    straight to the second's thread) or none (a switch away and back).
 //!
 //! The result is a normal det run directory (`<run-dir>/shrunk/`) with the minimal
@@ -18,6 +20,7 @@
 
 use super::exec::{self, Executed, Plan, ScheduleFile};
 use crate::cli::{Format, ShrinkArgs};
+use crate::engine::recorder::Kind;
 use crate::engine::DetRun;
 use crate::error::{exit, usage, Error};
 use crate::report::{self, progress::Silent};
@@ -84,6 +87,8 @@ pub struct Size {
     pub threads: usize,
     pub ops: u64,
     pub decisions: usize,
+    /// Ops deleted by pass 3.
+    pub skipped: usize,
 }
 
 impl Size {
@@ -94,12 +99,16 @@ impl Size {
             threads: s.scenario.threads,
             ops: s.scenario.ops.unwrap_or(0),
             decisions: s.decisions.len(),
+            skipped: s.skip_ops.len(),
         }
     }
 
     /// No more steps and preemptions than `b`, and smaller in something.
     fn improves_on(&self, b: &Size) -> bool {
-        let key = |s: &Size| (s.steps, s.preemptions, s.threads as u64 * s.ops, s.decisions);
+        let key = |s: &Size| {
+            let ops = (s.threads as u64 * s.ops).saturating_sub(s.skipped as u64);
+            (s.steps, s.preemptions, ops, s.decisions)
+        };
         self.steps <= b.steps && self.preemptions <= b.preemptions && key(self) < key(b)
     }
 }
@@ -166,6 +175,7 @@ impl Search {
     pub fn run_passes(&mut self) -> Result<(), Error> {
         self.smaller_config()?;
         self.fewer_ops()?;
+        self.delete_ops()?;
         self.fewer_decisions()?;
         self.merge_switches()?;
         // Removing a switch can make another removable: one more round of both.
@@ -265,7 +275,39 @@ impl Search {
         Ok(())
     }
 
-    /// Pass 3: drop chunks of decisions (halving the chunk size down to single
+    /// Pass 3: delete single ops, any worker's, at any position: the op is drawn
+    /// but not run. Ops that ran in the best run are tried, last first.
+    fn delete_ops(&mut self) -> Result<(), Error> {
+        let mut tried: Vec<(usize, u64)> = Vec::new();
+        loop {
+            let rec = &self.best.1.outcome.recorder;
+            let mut ran: Vec<(u64, usize, u64)> = (0..rec.workers())
+                .flat_map(|w| {
+                    rec.snapshot(w)
+                        .1
+                        .into_iter()
+                        .filter(|e| matches!(e.kind, Kind::Begin))
+                        .map(move |e| (e.t_ns, w, e.a))
+                })
+                .collect();
+            ran.sort_unstable();
+            let next = ran
+                .into_iter()
+                .rev()
+                .map(|(_, w, k)| (w, k))
+                .find(|op| !tried.contains(op));
+            let Some(op) = next else { return Ok(()) };
+            if !self.left() {
+                return Ok(());
+            }
+            tried.push(op);
+            let mut p = self.best.0.replay_plan()?;
+            p.skip_ops.push(op);
+            self.attempt(&p)?;
+        }
+    }
+
+    /// Pass 4: drop chunks of decisions (halving the chunk size down to single
     /// preemptions) while it reproduces.
     fn fewer_decisions(&mut self) -> Result<(), Error> {
         let mut chunk = self.best.0.decisions.len().div_ceil(2);
@@ -287,7 +329,7 @@ impl Search {
         Ok(())
     }
 
-    /// Pass 4: each pair of adjacent decisions becomes one switch, straight to the
+    /// Pass 5: each pair of adjacent decisions becomes one switch, straight to the
     /// second's thread at the first's point, or none (a switch away and back).
     fn merge_switches(&mut self) -> Result<(), Error> {
         let mut i = 0;
@@ -364,7 +406,7 @@ pub fn shrink(a: &ShrinkArgs) -> Result<i32, Error> {
         dir.display()
     );
     report::write(&dir, "interleaving.txt", &text)?;
-    let size = |(s, ops_run): (Size, u64)| json!({"threads": s.threads, "ops": s.ops, "ops_run": ops_run, "steps": s.steps, "preemptions": s.preemptions, "decisions": s.decisions});
+    let size = |(s, ops_run): (Size, u64)| json!({"threads": s.threads, "ops": s.ops, "ops_deleted": s.skipped, "ops_run": ops_run, "steps": s.steps, "preemptions": s.preemptions, "decisions": s.decisions});
     let out = json!({
         "before": size(before), "after": size(after),
         "runs": runs, "invariant": sched.invariant, "status": sched.status, "shrunk_dir": dir.display().to_string(),
@@ -387,4 +429,73 @@ pub fn shrink(a: &ShrinkArgs) -> Result<i32, Error> {
         ),
     }
     Ok(ex.code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{DetArgs, ModeArg, StrategyArg};
+    use crate::report::View;
+    use crate::scenario::{self, Overrides};
+
+    #[test]
+    fn message_class_ignores_numbers_only() {
+        assert_eq!(
+            message_class("entry 16 of gen 0x1f at 49"),
+            message_class("entry 9 of gen 0x2 at 3")
+        );
+        assert_ne!(
+            message_class("H_ENTER made 1"),
+            message_class("page fault made 1")
+        );
+    }
+
+    /// A shrink never returns more steps or preemptions than its input, over
+    /// failing seeds of two variants (with a small budget, as a cut-short search
+    /// must keep the promise too).
+    #[test]
+    fn shrink_never_grows() {
+        let args = DetArgs {
+            mode: Some(ModeArg::Det),
+            strategy: StrategyArg::Random,
+            pct_depth: 3,
+            pct_steps: None,
+            switch_prob: 0.05,
+            max_idle_steps: 1_000_000,
+            view: View::Protocol,
+        };
+        for (model, variant) in [("pfncache", "deactivate-race"), ("hpt", "buggy")] {
+            let mut checked = 0;
+            for seed in 1..=40 {
+                let o = Overrides {
+                    model: Some(model.into()),
+                    variant: Some(variant.into()),
+                    threads: Some(4),
+                    ops: Some(40),
+                    seed: Some(seed),
+                    ..Overrides::default()
+                };
+                let sc = scenario::resolve(None, &o).unwrap();
+                let plan = Plan::new(sc, &args, ModeArg::Det).unwrap();
+                let ex = exec::execute(&plan, &|| false, &mut Silent).unwrap();
+                if ex.code != exit::VIOLATION {
+                    continue;
+                }
+                let orig = exec::schedule_of(&plan, &ex).unwrap();
+                let mut s = Search::new(&orig, 60).unwrap();
+                s.run_passes().unwrap();
+                let after = Size::of(&s.best.0);
+                assert!(
+                    after.steps <= orig.steps && after.preemptions <= orig.preemptions,
+                    "{model}/{variant} seed {seed}: {orig:?} → {after:?}"
+                );
+                assert_eq!(Failure::of(&s.best.1), Failure::of(&ex));
+                checked += 1;
+                if checked == 3 {
+                    break;
+                }
+            }
+            assert_eq!(checked, 3, "{model}/{variant}: too few failing seeds");
+        }
+    }
 }

@@ -32,6 +32,9 @@ pub struct RunConfig {
     pub duration: Option<Duration>,
     /// Ops per worker; `None` is unbounded.
     pub ops_per_worker: Option<u64>,
+    /// Det shrinking: ops left out, as (worker, op number). The worker still draws
+    /// the op from its stream but does not run it (see [`worker`]).
+    pub skip_ops: Vec<(usize, u64)>,
     pub seed: u64,
     pub delay_prob: f64,
     pub window_boost: f64,

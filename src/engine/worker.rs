@@ -138,6 +138,12 @@ fn ops_loop(shared: &Shared, idx: usize, mix: &Mix) {
             continue;
         }
         let op = mix.pick(&mut rng);
+        if cfg.skip_ops.contains(&(idx, done)) {
+            // Deleted by `shrink`: the pick is drawn, so the worker's later picks
+            // are unchanged (its later ops' own draws shift by what this one drew).
+            done += 1;
+            continue;
+        }
         let name = ops[op].name;
         shared.recorder.record(idx, Kind::Begin, name, done, 0);
         sched::op(Some(name));
