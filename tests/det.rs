@@ -231,7 +231,10 @@ fn bad_input_exits_2_naming_the_problem() {
         ),
         (&["replay", empty], "summary.json"),
         (&["shrink", empty], "summary.json"),
-        (&["run", "--mode", "det", "--pct-depth", "0"], "--pct-depth"),
+        (
+            &["run", "--mode", "det", "--strategy", "pct", "--pct-depth", "0"],
+            "--pct-depth",
+        ),
     ];
     for (args, needle) in cases {
         let (code, _, err) = outcome(kt(&dir, args));
