@@ -24,7 +24,7 @@ pub fn replay(a: &ReplayArgs) -> Result<i32, Error> {
                 "--det searches a det reproduction of a *stress* run; this run is already det",
             ));
         }
-        return replay_det(dir, a.format);
+        return replay_det(dir, a.format, a.view);
     }
     let cfg: ConfigFile = exec::read_json(dir, "config.json")?;
     let target: serde_json::Value = exec::read_json(dir, "summary.json")?;
@@ -45,7 +45,7 @@ fn parent(dir: &Path) -> std::path::PathBuf {
 }
 
 /// Re-runs the saved schedule and compares exit code and hashes.
-fn replay_det(dir: &Path, format: Format) -> Result<i32, Error> {
+fn replay_det(dir: &Path, format: Format, view: report::View) -> Result<i32, Error> {
     let saved: ScheduleFile = exec::read_json(dir, "schedule.json")?;
     let this = env!("CARGO_PKG_VERSION");
     if saved.kvmtorture_version != this || saved.schedule_format != exec::SCHEDULE_FORMAT {
@@ -85,6 +85,12 @@ fn replay_det(dir: &Path, format: Format) -> Result<i32, Error> {
                 println!(
                     "  expected exit {}, schedule {}, trace {}",
                     saved.exit_code, saved.schedule_hash, saved.trace_hash
+                );
+            }
+            if ex.code != exit::CLEAN {
+                print!(
+                    "{}",
+                    report::interleaving(&ex.outcome, view, Some(report::REPORT_ROWS))
                 );
             }
         }
