@@ -5,6 +5,7 @@
 
 use crate::duration;
 pub use crate::settings::{ModeArg, Settings, StrategyArg};
+pub use crate::report::View;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -89,6 +90,9 @@ pub struct OutputArgs {
     /// Output format of the result on stdout.
     #[arg(long, value_enum, default_value = "human")]
     pub format: Format,
+    /// How failures show the interleaving: the protocol's steps, or every step.
+    #[arg(long, value_enum, default_value = "protocol")]
+    pub view: View,
 }
 
 /// A scenario and the settings that override it: shared by `run` and `hunt`.
@@ -210,7 +214,7 @@ pub struct ShrinkArgs {
     /// failing run.
     pub run_dir: PathBuf,
     /// Most re-runs the search may spend.
-    #[arg(long, default_value_t = 400)]
+    #[arg(long, default_value_t = 1000)]
     pub budget: u32,
     #[command(flatten)]
     pub out: OutputArgs,
@@ -266,4 +270,7 @@ pub struct MergeArgs {
     pub dirs: Vec<PathBuf>,
     #[arg(long, value_enum, default_value = "human")]
     pub format: Format,
+    /// How interleaving.txt, report.txt and the terminal show the shrunk run.
+    #[arg(long, value_enum, default_value = "protocol")]
+    pub view: View,
 }

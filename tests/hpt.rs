@@ -45,10 +45,10 @@ fn buggy_is_caught_and_the_report_names_the_race() {
         assert!(report.contains("last operations of every worker"));
         // The racing vCPU's fault and the resizer's commit are both in the flight log.
         assert!(
-            report.contains("fault.link") || report.contains("h_enter"),
+            report.contains("page fault: hpte") || report.contains("H_ENTER hpte"),
             "{report}"
         );
-        assert!(report.contains("commit.cleared"), "{report}");
+        assert!(report.contains("commit: mmu_ready = 0"), "{report}");
     }
 }
 

@@ -140,6 +140,7 @@ fn run(s: &Spec) -> Result<Outcome, Error> {
         quiescent_every: sc.quiescent_every,
         weights: sc.weights()?,
         test_stall_worker: None,
+        skip_ops: Vec::new(),
         det: det.map(|d| d.0),
     };
     Ok(engine::run(

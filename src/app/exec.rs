@@ -6,7 +6,7 @@
 
 use crate::engine::{self, DetRun, Observer, Outcome, RunConfig, Status};
 use crate::error::{exit, usage, Error};
-use crate::report::{self, hex, DetSummary, Summary};
+use crate::report::{self, hex, DetSummary, Summary, View};
 use crate::scenario::{DetSettings, ModeArg, StrategyArg};
 use crate::scenario::{Saved, Scenario};
 use crate::sched::strategy::{Decision, StrategySpec};
@@ -30,6 +30,10 @@ pub struct Plan {
     pub det: Option<DetRun>,
     pub keep_going: bool,
     pub test_stall_worker: Option<usize>,
+    /// How report.txt shows a det failure's interleaving (not saved: a view choice).
+    pub view: View,
+    /// Ops `shrink` deleted, as (worker, op number); saved in `schedule.json`.
+    pub skip_ops: Vec<(usize, u64)>,
 }
 
 impl Plan {
@@ -53,6 +57,9 @@ impl Plan {
             sc,
             det,
             test_stall_worker: None,
+            // Replaced by the command's --view where it prints a failure.
+            view: View::Protocol,
+            skip_ops: Vec::new(),
         })
     }
 
@@ -128,6 +135,7 @@ pub fn execute(
         threads: sc.threads,
         duration: sc.duration,
         ops_per_worker: sc.ops,
+        skip_ops: plan.skip_ops.clone(),
         seed: sc.seed,
         delay_prob: sc.delay_prob,
         window_boost: sc.window_boost,
@@ -226,6 +234,9 @@ pub struct ScheduleFile {
     pub trace_hash: String,
     /// Every choice that differs from "keep running, else round robin".
     pub decisions: Vec<Decision>,
+    /// Ops deleted by `shrink`: (worker, op number).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skip_ops: Vec<(usize, u64)>,
 }
 
 impl ScheduleFile {
@@ -242,6 +253,8 @@ impl ScheduleFile {
             }),
             keep_going: self.keep_going,
             test_stall_worker: None,
+            view: View::default(),
+            skip_ops: self.skip_ops.clone(),
         })
     }
 }
@@ -267,6 +280,7 @@ pub fn schedule_of(plan: &Plan, ex: &Executed) -> Option<ScheduleFile> {
         schedule_hash: hex(o.schedule_hash),
         trace_hash: hex(o.trace_hash),
         decisions: o.decisions.clone(),
+        skip_ops: plan.skip_ops.clone(),
     })
 }
 
@@ -290,7 +304,7 @@ pub fn save_result(dir: &Path, plan: &Plan, ex: &mut Executed) -> Result<(), Err
         report::write(
             dir,
             "report.txt",
-            &report::failure_report(&ex.summary, &ex.outcome),
+            &report::failure_report(&ex.summary, &ex.outcome, plan.view),
         )?;
     }
     if let Some(s) = schedule_of(plan, ex) {

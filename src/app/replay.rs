@@ -10,7 +10,7 @@ use crate::cli::{Format, ModeArg, ReplayArgs, StrategyArg};
 use crate::engine::Observer;
 use crate::error::{exit, usage, Error};
 use super::ktap;
-use crate::report::{hex, progress::Silent};
+use crate::report::{self, hex, progress::Silent};
 use crate::scenario::Scenario;
 use serde_json::json;
 use std::path::Path;
@@ -26,7 +26,7 @@ pub fn replay(a: &ReplayArgs) -> Result<i32, Error> {
                 "--det searches a det reproduction of a *stress* run; this run is already det",
             ));
         }
-        return replay_det(dir, a.out.format);
+        return replay_det(dir, a.out.format, a.out.view);
     }
     let cfg: ConfigFile = exec::read_json(dir, "config.json")?;
     let target: serde_json::Value = exec::read_json(dir, "summary.json")?;
@@ -42,7 +42,7 @@ pub fn replay(a: &ReplayArgs) -> Result<i32, Error> {
 }
 
 /// Re-runs the saved schedule and compares exit code and hashes.
-fn replay_det(dir: &Path, format: Format) -> Result<i32, Error> {
+fn replay_det(dir: &Path, format: Format, view: report::View) -> Result<i32, Error> {
     let saved: ScheduleFile = exec::read_json(dir, "schedule.json")?;
     let this = env!("CARGO_PKG_VERSION");
     if saved.kvmtorture_version != this || saved.schedule_format != exec::SCHEDULE_FORMAT {
@@ -100,6 +100,12 @@ fn replay_det(dir: &Path, format: Format) -> Result<i32, Error> {
                     saved.schedule_hash,
                     saved.trace_hash,
                     exit::FAULT
+                );
+            }
+            if ex.code != exit::CLEAN {
+                print!(
+                    "{}",
+                    report::interleaving(&ex.outcome, view, Some(report::REPORT_ROWS))
                 );
             }
         }

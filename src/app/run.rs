@@ -6,7 +6,7 @@ use super::exec::{self, Plan};
 use super::run_dir::RunDir;
 use super::{ktap, set, target};
 use crate::cli::{AgainArgs, Format, ModeArg, OutputArgs, RunArgs, ScenarioArgs};
-use crate::error::{usage, Error};
+use crate::error::{exit, usage, Error};
 use crate::interrupt;
 use crate::report::{self, progress};
 use crate::scenario::{self, Overrides, Scenario};
@@ -25,6 +25,7 @@ pub fn run(a: &RunArgs) -> Result<i32, Error> {
         ));
     }
     plan.test_stall_worker = a.test_stall_worker;
+    plan.view = a.out.view;
     torture(&plan, &a.out)
 }
 
@@ -40,7 +41,9 @@ pub fn again(a: &AgainArgs) -> Result<i32, Error> {
     }
     let file = scenario::parse_file(&path)?;
     let sc = scenario::resolve(Some((&path, file)), &a.settings)?;
-    torture(&Plan::new(sc, ModeArg::Stress)?, &a.out)
+    let mut plan = Plan::new(sc, ModeArg::Stress)?;
+    plan.view = a.out.view;
+    torture(&plan, &a.out)
 }
 
 /// Runs a plan in a new run directory and prints the result.
@@ -65,11 +68,14 @@ fn torture(plan: &Plan, out: &OutputArgs) -> Result<i32, Error> {
     drop(obs);
     drop(display);
     dir.finish(plan, &mut ex)?;
-    let text = match out.format {
+    let mut text = match out.format {
         Format::Human => report::human_result(&ex.summary),
         Format::Json => ex.summary.to_json(),
         Format::Ktap => report::ktap_result(&ex.summary),
     };
+    if out.format == Format::Human && ex.code != exit::CLEAN && !out.quiet {
+        text += &report::interleaving(&ex.outcome, plan.view, Some(report::REPORT_ROWS));
+    }
     report::print_line(text.trim_end());
     Ok(ex.code)
 }

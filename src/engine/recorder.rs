@@ -20,6 +20,8 @@ pub enum Kind {
     End,
     Failed,
     Event,
+    /// The running op's arguments (shown in its header by the protocol view).
+    Args,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -27,7 +29,9 @@ pub struct Entry {
     /// Nanoseconds since the start, or the det step number (see [`Recorder::steps`]).
     pub t_ns: u64,
     pub kind: Kind,
-    /// Op name for Begin/End/Failed, event name for Event.
+    /// Op name for Begin/End/Failed; for Event and Args a name that may carry a
+    /// format for its arguments (`"h_enter hpte={a} gfn={b}"`, see
+    /// [`crate::model::Ctx::event`]).
     pub what: &'static str,
     pub a: u64,
     pub b: u64,
@@ -116,7 +120,7 @@ impl Recorder {
         match kind {
             Kind::Begin => r.current = Some(what),
             Kind::End | Kind::Failed => r.current = None,
-            Kind::Event => {}
+            Kind::Event | Kind::Args => {}
         }
         r.push(Entry {
             t_ns,

@@ -38,6 +38,10 @@ impl Ctx for OpCtx<'_> {
     fn event(&self, what: &'static str, a: u64, b: u64) {
         self.shared.recorder.record(self.worker, Kind::Event, what, a, b);
     }
+
+    fn op_args(&self, what: &'static str, a: u64, b: u64) {
+        self.shared.recorder.record(self.worker, Kind::Args, what, a, b);
+    }
 }
 
 /// A weighted op table for one worker, built from its role mask.
@@ -138,6 +142,12 @@ fn ops_loop(shared: &Shared, idx: usize, mix: &Mix) {
             continue;
         }
         let op = mix.pick(&mut rng);
+        if cfg.skip_ops.contains(&(idx, done)) {
+            // Deleted by `shrink`: the pick is drawn, so the worker's later picks
+            // are unchanged (its later ops' own draws shift by what this one drew).
+            done += 1;
+            continue;
+        }
         let name = ops[op].name;
         shared.recorder.record(idx, Kind::Begin, name, done, 0);
         sched::op(Some(name));

@@ -20,7 +20,7 @@ pub mod pfncache;
 pub mod testing;
 pub mod vpa;
 
-pub use contract::{Ctx, Model, Violation};
+pub use contract::{event_text, Ctx, Model, Violation};
 pub use desc::{
     Cell, CoverDesc, Expect, ModelConfig, ModelDesc, OpDesc, ParamDesc, ParamKind, ParamValue, Params,
     RoleDesc, VariantDesc, VariantKind,

@@ -2,15 +2,27 @@
 //! and completed at the end) and, for a failure, `report.txt`; plus what goes to the
 //! terminal.
 
+pub mod columns;
 pub mod interleave;
 pub mod progress;
+pub mod protocol;
 mod summary;
 mod text;
 
 pub use summary::{hex, DetSummary, Summary};
-pub use text::{failure_report, human_result, ktap_result, thread_states};
+pub use text::{failure_report, human_result, interleaving, ktap_result, thread_states, REPORT_ROWS};
 
 use crate::error::Error;
+
+/// How a det run's interleaving is shown (`--view`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum View {
+    /// The protocol: named sites and the model's events, violations marked.
+    #[default]
+    Protocol,
+    /// Every scheduling point, primitives included.
+    Full,
+}
 use std::path::{Path, PathBuf};
 
 /// Creates `<dir>/<model>-<variant>-<UTC time>-s<seed>` (suffixed if it exists).

@@ -45,7 +45,17 @@ impl RawSpinLock {
 
     #[track_caller]
     pub fn unlock(&self) {
-        point(Site::new("spin.unlock"));
+        self.unlock_at(std::panic::Location::caller());
+    }
+
+    /// [`unlock`](Self::unlock) whose step points at `loc`: a guard's drop passes the
+    /// line that took the lock, so the trace names the model's call site rather
+    /// than this file.
+    fn unlock_at(&self, loc: &'static std::panic::Location<'static>) {
+        point(Site {
+            loc,
+            ..Site::new("spin.unlock")
+        });
         self.holder.store(holder::NOBODY, Ordering::Relaxed);
         let was = self.locked.swap(false, Ordering::Release);
         debug_assert!(was, "unlock of an unlocked spinlock");
@@ -72,6 +82,8 @@ pub struct SpinLock<T> {
 pub struct SpinGuard<'a, T> {
     raw: &'a RawSpinLock,
     data: Option<std::sync::MutexGuard<'a, T>>,
+    /// Where the lock was taken: the unlock step of the drop points there.
+    taken_at: &'static std::panic::Location<'static>,
 }
 
 impl<T> SpinLock<T> {
@@ -93,6 +105,7 @@ impl<T> SpinLock<T> {
         SpinGuard {
             raw: &self.raw,
             data: Some(lock_uncontended(&self.data)),
+            taken_at: std::panic::Location::caller(),
         }
     }
 }
@@ -120,6 +133,6 @@ impl<T> std::ops::DerefMut for SpinGuard<'_, T> {
 impl<T> Drop for SpinGuard<'_, T> {
     fn drop(&mut self) {
         self.data = None;
-        self.raw.unlock();
+        self.raw.unlock_at(self.taken_at);
     }
 }

@@ -41,7 +41,7 @@ impl Hpt {
         }
         self.mmu_ready.store(false, SeqCst);
         fence();
-        cx.event("commit.cleared", 0, 0);
+        cx.event("commit: mmu_ready = 0", 0, 0);
         window!("hpt.commit.before_ipi");
         self.ipi_all_vcpus(cx);
         self.ghost.ipi_window.store(1, SeqCst);
@@ -74,7 +74,7 @@ impl Hpt {
         self.ghost.ipi_window.store(0, SeqCst);
         self.mmu_ready.store(true, SeqCst);
         fence();
-        cx.event("commit.done", 0, 0);
+        cx.event("commit: mmu_ready = 1", 0, 0);
         drop(rec);
         found.map_or(Ok(()), Err)
     }
@@ -113,7 +113,7 @@ impl Hpt {
             }
             r?;
         }
-        cx.event("commit.rehashed", old.gen, new.gen);
+        cx.event("commit: rehashed gen {a} into gen {b}", old.gen, new.gen);
         Ok(())
     }
 

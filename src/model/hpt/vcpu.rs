@@ -108,7 +108,7 @@ impl Hpt {
     fn guest(&self, cx: &mut dyn Ctx, vcpu: &Vcpu, r4: &mut Option<Violation>) -> Result<Exit, Violation> {
         let t = self.current();
         cx.event(
-            "guest.enter",
+            "enters the guest (gen {a}, rehash cursor {b})",
             t.gen,
             self.ghost.cursor_in(t.gen).unwrap_or(0) as u64,
         );
@@ -132,7 +132,7 @@ impl Hpt {
                 }
                 Some((i, _)) => {
                     if let Some(f) = self.absent_fault(&t, i, va) {
-                        cx.event("guest.fault", i as u64, t.gen);
+                        cx.event("hpte {a} ABSENT: page-fault exit (gen {b})", i as u64, t.gen);
                         return Ok(Exit::PageFault(f));
                     }
                 }
@@ -268,7 +268,7 @@ impl Hpt {
             };
         }
         t.unlock(i, 0);
-        cx.event("h_remove", i as u64, t.gen);
+        cx.event("H_REMOVE hpte {a} (gen {b})", i as u64, t.gen);
         unlinked
     }
 

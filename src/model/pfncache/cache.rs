@@ -131,7 +131,7 @@ impl Gpc {
         self.set(op, Field::Khva, 0);
         self.set(op, Field::Active, 0);
         self.set(op, Field::Valid, 0);
-        self.record(op, "init", 0, 0);
+        self.record(op, "gpc{a}: init", 0, 0);
     }
 
     // ---- gpc->lock -----------------------------------------------------------------
@@ -215,7 +215,7 @@ impl Gpc {
             Some((holder::describe(holder::current()), old.holders()));
         let next = (self.lock_idx.load(Acquire) + 1) % LOCK_SLOTS as u32;
         self.lock_idx.store(next, Release);
-        self.record(op, "rwlock_init", next as u64, 0);
+        self.record(op, "gpc{a}: gpc->lock re-initialised (slot {b})", next as u64, 0);
     }
 
     /// Every lock of the cache is free (teardown and quiescent checks).
@@ -329,11 +329,9 @@ impl Gpc {
         let (ring, next) = &*h;
         let (a, b) = ring.split_at((*next).min(ring.len()));
         for e in b.iter().chain(a) {
-            let _ = writeln!(
-                s,
-                "    worker {:<3} {:<24} {:#x} {:#x}",
-                e.worker, e.what, e.a, e.b
-            );
+            // Event formats name the recorder's arguments: the cache, then `a`.
+            let what = crate::model::event_text(e.what, self.id as u64, e.a);
+            let _ = writeln!(s, "    worker {:<3} {what:<40} b={:#x}", e.worker, e.b);
         }
         s
     }

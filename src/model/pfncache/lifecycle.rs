@@ -32,7 +32,7 @@ impl PfnCache {
         if self.proto.len_check_early && !valid_len(gpa, uhva, len) {
             return Err(Errno::Inval);
         }
-        c.record(op, "activate", gpa, uhva);
+        c.record(op, "gpc{a}: activate at gpa {b:x}", gpa, uhva);
         match self.proto.lifecycle {
             Lifecycle::Mainline => {
                 let locked = self.lock_refresh(op, c);
@@ -119,7 +119,7 @@ impl PfnCache {
         }
         let locked = self.proto.lifecycle == Lifecycle::Mainline && self.lock_refresh(op, c);
         if c.active.load(Acquire) {
-            c.record(op, "deactivate", c.pfn.peek(), 0);
+            c.record(op, "gpc{a}: deactivate (pfn {b})", c.pfn.peek(), 0);
             // "Deactivate the cache before removing it from the list, KVM must stall
             // mmu_notifier events until all users go away".
             let w = c.write_lock();
@@ -140,7 +140,7 @@ impl PfnCache {
         if !c.active.load(Acquire) {
             return;
         }
-        c.record(op, "deactivate", c.pfn.peek(), 0);
+        c.record(op, "gpc{a}: deactivate (pfn {b})", c.pfn.peek(), 0);
         self.list(c, false);
         crate::window!("deactivate.unlisted_still_active");
         let locked = self.lock_refresh(op, c);

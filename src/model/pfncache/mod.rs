@@ -468,6 +468,7 @@ impl Model for PfnCache {
             op::MEMSLOT => self.memslot_update(&mut op),
             _ => {
                 let c = &self.caches[op.rng().index(self.caches.len())];
+                op.cx.op_args("gpc{a}", c.id as u64, 0);
                 self.user_op(&mut op, c, id);
             }
         }

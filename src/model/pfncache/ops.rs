@@ -168,7 +168,7 @@ impl PfnCache {
         } else {
             Change::Protect
         };
-        op.event("invalidate", page, npages);
+        op.cx.op_args("page {a}, {b} page(s)", page, npages);
         let r = self.mmu.invalidate(page, npages, change, &mut |s, e| {
             self.gpc_walk(op, s, e);
             Ok(())
@@ -231,7 +231,7 @@ impl PfnCache {
             }
             if still || !self.proto.walk_recheck {
                 c.set(op, Field::Valid, 0);
-                c.record(op, "invalidated", start, end);
+                c.record(op, "gpc{a}: valid = false (hva {b:x})", start, end);
                 op.cover(cov::WALK_CLEARED_VALID);
             }
             c.write_unlock(w);
@@ -248,10 +248,10 @@ impl PfnCache {
         let waited = if slot == 0 || (st.present && op.rng().chance(0.5)) {
             self.mmu.touch_slot()
         } else if st.present {
-            op.event("memslot.delete", slot as u64, 0);
+            op.event("delete memslot {a}", slot as u64, 0);
             self.mmu.delete_slot(slot)
         } else {
-            op.event("memslot.create", slot as u64, 1 - st.alt as u64);
+            op.event("create memslot {a} (layout {b})", slot as u64, 1 - st.alt as u64);
             self.mmu.create_slot(slot, 1 - st.alt)
         };
         if waited {

@@ -127,7 +127,7 @@ impl PfnCache {
                     crate::window!("refresh.translated");
                     if is_error_hva(new_uhva) {
                         op.cover(cov::REFRESH_NO_MEMSLOT);
-                        c.record(op, "no memslot for gpa", gpa, t.generation);
+                        c.record(op, "gpc{a}: no memslot for gpa {b:x}", gpa, t.generation);
                         translation_failed = true;
                         break 'out Err(Errno::Fault);
                     }
@@ -157,7 +157,12 @@ impl PfnCache {
                 if self.proto.same_page_khva {
                     c.set(op, Field::Khva, old_khva.with_offset(page_offset).0);
                 }
-                c.record(op, "kept pfn, new generation", old_pfn, c.generation.peek());
+                c.record(
+                    op,
+                    "gpc{a}: keeps pfn {b} (new generation)",
+                    old_pfn,
+                    c.generation.peek(),
+                );
                 c.write_unlock(w);
                 return Ok(());
             }
@@ -167,7 +172,7 @@ impl PfnCache {
         let purge = ret.is_err() && (self.proto.error_path_purges || !translation_failed);
         if purge {
             c.take_mapping(op);
-            c.record(op, "refresh failed", gpa, uhva);
+            c.record(op, "gpc{a}: refresh of gpa {b:x} failed", gpa, uhva);
         }
         // "Detect a pfn change before dropping the lock!"
         let unmap_old = if translation_failed && !self.proto.error_path_purges {
@@ -267,7 +272,7 @@ impl PfnCache {
         c.set(op, Field::Valid, 1);
         c.set(op, Field::Pfn, pfn);
         c.set(op, Field::Khva, khva.with_offset(offset_in_page(uhva)).0);
-        c.record(op, "install pfn, generation", pfn, c.generation.peek());
+        c.record(op, "gpc{a}: install pfn {b}", pfn, c.generation.peek());
         self.keep_or_put(op, c, pfn, reused);
         (w, Ok(()))
     }
@@ -333,7 +338,12 @@ impl PfnCache {
             Some((pfn, khva)) => {
                 c.set(op, Field::Pfn, pfn);
                 c.set(op, Field::Khva, khva.with_offset(offset_in_page(uhva)).0);
-                c.record(op, "install pfn (speculative)", pfn, c.generation.peek());
+                c.record(
+                    op,
+                    "gpc{a}: install pfn {b} (speculative)",
+                    pfn,
+                    c.generation.peek(),
+                );
                 self.keep_or_put(op, c, pfn, pfn == old_pfn);
                 (w, Ok(()))
             }
