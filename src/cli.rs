@@ -4,8 +4,8 @@
 //! flags are [`OutputArgs`], shared by every command that runs or reads runs.
 
 use crate::duration;
-pub use crate::settings::{ModeArg, Settings, StrategyArg};
 pub use crate::report::View;
+pub use crate::settings::{ModeArg, Settings, StrategyArg};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::time::Duration;

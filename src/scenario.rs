@@ -132,7 +132,11 @@ pub fn named_text(arg: &str) -> Result<(PathBuf, String, Option<String>), Error>
     }
     let file = format!("{stem}.toml");
     if let Some(text) = shipped(&file) {
-        return Ok((PathBuf::from(format!("(shipped) {file}")), text.to_string(), Some(stem.to_string())));
+        return Ok((
+            PathBuf::from(format!("(shipped) {file}")),
+            text.to_string(),
+            Some(stem.to_string()),
+        ));
     }
     Err(usage(format!(
         "unknown scenario `{arg}`: no such file, no {}, and no shipped scenario of that name (known: {})",

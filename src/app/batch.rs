@@ -12,8 +12,8 @@
 //! and rename) before and after every run, so Ctrl-C, a second Ctrl-C or `kill` always
 //! leave a complete file, and `--resume` re-runs what had not finished.
 
-use super::set::{self, Finished};
 use super::ktap;
+use super::set::{self, Finished};
 use crate::cli::{BatchArgs, BatchOpts, Format, ModeArg, ScenarioArgs};
 use crate::engine::Observer;
 use crate::error::{exit, usage, Error};

@@ -4,11 +4,11 @@
 //! `hunt.json` in the hunt directory records every seed tried, for `merge`.
 
 use super::exec::{self, Executed, Plan};
+use super::ktap;
 use super::run;
 use super::run_dir::RunDir;
 use crate::cli::{Format, HuntArgs, ModeArg};
 use crate::error::{exit, usage, Error};
-use super::ktap;
 use crate::report::{self, progress::Silent};
 use rayon::prelude::*;
 use serde_json::json;

@@ -4,12 +4,12 @@
 
 use super::exec::{self, ConfigFile, Executed, Plan, ScheduleFile};
 use super::hunt::{self, Sweep};
+use super::ktap;
 use super::run_dir::RunDir;
 use super::target;
 use crate::cli::{Format, ModeArg, ReplayArgs, StrategyArg};
 use crate::engine::Observer;
 use crate::error::{exit, usage, Error};
-use super::ktap;
 use crate::report::{self, hex, progress::Silent};
 use crate::scenario::Scenario;
 use serde_json::json;

@@ -367,7 +367,7 @@ pub fn shrink(a: &ShrinkArgs) -> Result<i32, Error> {
             run_dir.display()
         )));
     }
-    let orig: ScheduleFile = exec::read_json(&run_dir, "schedule.json")?;
+    let orig: ScheduleFile = exec::read_json(run_dir, "schedule.json")?;
     if orig.exit_code == exit::CLEAN {
         return Err(usage("nothing to shrink: the run was clean"));
     }
