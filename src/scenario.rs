@@ -327,21 +327,13 @@ impl Scenario {
                 }
             };
         }
-        // Every role must have something to do, or its workers would spin idle.
-        for (r, role) in self.model.roles.iter().enumerate() {
-            let ops: Vec<&str> = ops
-                .iter()
-                .filter(|o| o.role as usize == r)
-                .map(|o| o.name)
-                .collect();
-            let weight: u32 = ops.iter().map(|n| w[self.model.op(n).expect("own op")]).sum();
-            if !ops.is_empty() && weight == 0 {
-                return Err(usage(format!(
-                    "[mix] gives every op of role `{}` weight 0 (ops: {}): its workers would have nothing to do",
-                    role.name,
-                    ops.join(", ")
-                )));
-            }
+        // A role may be switched off (a worker with other roles still has work), but
+        // a mix with nothing to run is a mistake, not a run.
+        if w.iter().all(|&x| x == 0) {
+            return Err(usage(format!(
+                "[mix] gives every op of model `{}` weight 0: nothing would run",
+                self.model.name
+            )));
         }
         Ok(w)
     }

@@ -106,6 +106,9 @@ fn a_det_failure_of_buggy_replays_exactly_and_shows_delete_against_ksm() {
 #[test]
 fn every_mutant_is_caught() {
     let dir = TempDir::new().unwrap();
-    let (code, out, err) = outcome(kt(&dir, &["validate", "--model", "memslot", "--mutants"]));
+    let (code, out, err) = outcome(kt(
+        &dir,
+        &["validate", "--model", "memslot", "--mutants", "--duration", "30s"],
+    ));
     assert_eq!(code, 0, "validate --mutants: {out}{err}");
 }

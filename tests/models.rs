@@ -250,7 +250,7 @@ fn caught_runs_with_keep_going_end_at_their_duration() {
     {
         let (code, out, err) = kt(
             &[&["run".to_string()][..], &c.args()].concat(),
-            "--threads 3 --duration 5s --keep-going --seed 1 --quiet --format json",
+            "--threads 8 --duration 5s --keep-going --seed 1 --quiet --format json",
             &res,
         );
         let s: Value = serde_json::from_str(&out).unwrap_or_default();

@@ -143,12 +143,14 @@ pub fn hunt(a: &HuntArgs) -> Result<i32, Error> {
         stop_on_first: a.stop_on_first,
     };
     let sc = &plan.sc;
-    let hunt_dir = a.out.results_dir.join(format!(
-        "hunt-{}-{}-{}-s{lo}-{hi}",
-        sc.model.name,
+    // `hunt-<model>-<variant>-<UTC>-s<first seed>`, made unique like a run directory
+    // (two hunts in one second must not share one).
+    let hunt_dir = report::create_run_dir(
+        &a.out.results_dir,
+        &format!("hunt-{}", sc.model.name),
         sc.variant.name,
-        report::utc_stamp(),
-    ));
+        lo,
+    )?;
     let save = |seed: u64, mut ex: Executed| -> Result<serde_json::Value, Error> {
         let p = plan.with_seed(seed);
         let dir = RunDir::create(&hunt_dir, &p)?;

@@ -30,8 +30,9 @@ pub(super) struct Cpu {
     /// MSR[EE] (`hard_irq_disable` clears it).
     pub hard_irq_on: AtomicBool,
     pub pending_irq: AtomicBool,
-    /// Held by whoever runs this CPU now: its own worker during an op, or the
-    /// stop_machine caller driving the CPU's stopper while the worker is away.
+    /// Held by whoever runs this CPU now: its own worker during an op, the
+    /// stop_machine caller driving the CPU's stopper while the worker is away, or CPU
+    /// hotplug taking the CPU down or bringing it up (nothing else runs on it then).
     pub claim: RawSpinLock,
     /// The `multi_cpu_stop` work queued on this CPU's stopper (`cpu_stop_queue_work`).
     pub work: Mutex<Option<Arc<MultiStop>>>,
@@ -62,16 +63,15 @@ impl Cpu {
 
 impl HashProtect {
     /// A CPU runs guest-kernel code: fetches through the bolted range in virtual mode,
-    /// taking interrupts and running its stopper between them.
+    /// taking interrupts and running its stopper between them. An offline CPU runs
+    /// nothing; hotplug needs the claim, so the CPU stays online for the whole op.
     pub(super) fn cpu_exec(&self, cx: &mut dyn Ctx) -> Result<(), Violation> {
         let cpu = self.cpu_of(cx.worker());
         let c = &self.cpus[cpu];
         c.claim.lock();
         let mut r = Ok(());
-        for _ in 0..self.accesses {
-            if !c.online.load(SeqCst) {
-                break;
-            }
+        let accesses = if c.online.load(SeqCst) { self.accesses } else { 0 };
+        for _ in 0..accesses {
             r = self.service(cx, cpu).and_then(|()| {
                 let page = self.pick_page(cx);
                 self.translate(cx, cpu, page)
@@ -171,6 +171,13 @@ impl HashProtect {
 
     /// CPU hotplug: under `cpus_write_lock()`, and serialised with stop_machine (the
     /// kernel takes a CPU down with one), take a CPU offline or bring it back.
+    ///
+    /// `takedown_cpu()` runs `take_cpu_down` on the dying CPU's stopper, which preempts
+    /// its task, and the CPU then only reaches `play_dead`: it fetches no kernel text
+    /// (and takes no interrupt) afterwards. So hotplug claims the CPU, waiting for the
+    /// worker that runs it to leave its op; flipping `online` under a running worker
+    /// let an offline CPU go on fetching, unseen by stop_machine (not a participant)
+    /// and by H4 (which skips offline CPUs), into the master's H_PROTECT window.
     pub(super) fn hotplug(&self, cx: &mut dyn Ctx) -> Result<(), Violation> {
         if self.hotpluggable.is_empty() {
             return Ok(());
@@ -184,6 +191,7 @@ impl HashProtect {
         }
         self.stop_cpus.lock();
         let c = &self.cpus[cpu];
+        c.claim.lock();
         if c.online.load(SeqCst) {
             c.online.store(false, SeqCst);
             self.num_online.fetch_sub(1, SeqCst);
@@ -192,6 +200,7 @@ impl HashProtect {
             self.num_online.fetch_add(1, SeqCst);
         }
         cx.event("hotplug", cpu as u64, u64::from(c.online.peek()));
+        c.claim.unlock();
         self.stop_cpus.unlock();
         self.hotplug.write_unlock();
         Ok(())

@@ -137,7 +137,7 @@ impl Hpt {
         if !self.params.checks || self.ghost.ipi_window.load(SeqCst) == 0 {
             return None;
         }
-        cx.event("guest.in_window", 0, 0);
+        cx.event("enters the guest inside the IPI window", 0, 0);
         Some(
             Violation::new(
                 "R4",

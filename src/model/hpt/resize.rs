@@ -168,7 +168,11 @@ impl Hpt {
         self.mmu.mmu_lock().lock();
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::clone(new);
         self.mmu.mmu_lock().unlock();
-        cx.event("commit.pivot", new.gen, new.npte() as u64);
+        cx.event(
+            "commit: pivot to gen {a} ({b} entries)",
+            new.gen,
+            new.npte() as u64,
+        );
         window!("hpt.commit.before_srcu_sync");
         self.mmu.srcu().synchronize();
     }

@@ -223,13 +223,17 @@ impl Hpt {
             self.rmap.unlock(gfn, w);
             t.unlock(i, va << AVPN_SHIFT | bolted | V_ABSENT);
             cx.cover(cov::H_ENTER_ABSENT_INVALIDATION);
-            cx.event("h_enter.absent", i as u64, t.gen);
+            cx.event(
+                "H_ENTER hpte {a} ABSENT (invalidation pending, gfn {b})",
+                i as u64,
+                gfn,
+            );
             return Ok(true);
         }
         let linked = table::add_revmap_chain(t, &self.rmap, gfn, w, i);
         let freed = self.h1_install(t, i, gfn, pfn);
         t.unlock(i, va << AVPN_SHIFT | bolted | V_VALID);
-        cx.event("h_enter", i as u64, t.gen);
+        cx.event("H_ENTER hpte {a} gfn {b}", i as u64, gfn);
         linked?;
         stale.or(freed).map_or(Ok(true), Err)
     }
@@ -359,7 +363,11 @@ impl Hpt {
             cx.cover(cov::FAULT_RETRIED_INVALIDATION);
             return stale.map_or(Ok(()), Err);
         }
-        cx.event("fault.link", i as u64, t.gen);
+        cx.event(
+            "page fault: hpte {a} VALID, linked into rmap[gfn {b}]",
+            i as u64,
+            gfn,
+        );
         let linked = table::add_revmap_chain(t, &self.rmap, gfn, w, i);
         t.r[i].store(pfn << 12, Relaxed);
         let freed = self.h1_install(t, i, gfn, pfn);

@@ -43,7 +43,7 @@ impl Hpt {
         let old: Vec<(u64, u64)> = (gfn..gfn + n)
             .filter_map(|g| Some((g, self.mmu.peek_pte(self.hva_of(g))?)))
             .collect();
-        cx.event("notifier.invalidate", gfn, n);
+        cx.event("invalidate_range_start gfn {a} ({b} pages)", gfn, n);
         let done =
             self.mmu
                 .invalidate_and_unmap(first, n, Change::Replace, &mut |_, _| Ok(()), &mut |s, e| {
@@ -104,7 +104,7 @@ impl Hpt {
             let (w2, v2) = r.as_ref().map_or((w, v), |&(w2, v2)| (w2, v2));
             self.rmap.unlock(gfn, w2);
             t.unlock(i, v2);
-            cx.event("notifier.unmap", i as u64, t.gen);
+            cx.event("unmap hpte {a} gfn {b}", i as u64, gfn);
             r?;
         }
     }
