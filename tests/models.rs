@@ -30,6 +30,16 @@ impl Case {
         format!("{}/{} {:?}", self.m.name, self.v.name, self.cell.params)
     }
 
+    /// Stress threads: 8 for a race, 3 for a bug one thread can show (as the
+    /// acceptance check runs them: more workers only dilute a sequential bug's ops).
+    fn threads(&self) -> usize {
+        if self.v.needs_concurrency {
+            8
+        } else {
+            3
+        }
+    }
+
     /// `run`/`hunt` flags that select this case.
     fn args(&self) -> Vec<String> {
         let mut a = vec![
@@ -159,7 +169,10 @@ fn race_variants_and_mutants_are_caught_in_stress_mode() {
     {
         let (code, out, err) = kt(
             &[&["run".to_string()][..], &c.args()].concat(),
-            "--threads 8 --duration 30s --stall-timeout 3s --seed 1 --quiet --format json",
+            &format!(
+                "--threads {} --duration 30s --stall-timeout 3s --seed 1 --quiet --format json",
+                c.threads()
+            ),
             &res,
         );
         let first = serde_json::from_str::<Value>(&out)
@@ -250,7 +263,10 @@ fn caught_runs_with_keep_going_end_at_their_duration() {
     {
         let (code, out, err) = kt(
             &[&["run".to_string()][..], &c.args()].concat(),
-            "--threads 8 --duration 5s --keep-going --seed 1 --quiet --format json",
+            &format!(
+                "--threads {} --duration 5s --keep-going --seed 1 --quiet --format json",
+                c.threads()
+            ),
             &res,
         );
         let s: Value = serde_json::from_str(&out).unwrap_or_default();
