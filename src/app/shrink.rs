@@ -413,7 +413,28 @@ pub fn shrink(a: &ShrinkArgs) -> Result<i32, Error> {
     });
     match a.out.format {
         Format::Json => print!("{}", exec::to_json(&out)),
-        _ => print!(
+        Format::Ktap => print!(
+            "{}",
+            super::ktap::document(&[super::ktap::Case {
+                // The shrink succeeded: the same failure, no longer than before.
+                ok: true,
+                name: format!("shrink {}", run_dir.display()),
+                skip: None,
+                diag: vec![
+                    format!(
+                        "{} {}: steps {} -> {}, preemptions {} -> {}",
+                        sched.status,
+                        sched.invariant.as_deref().unwrap_or(""),
+                        before.0.steps,
+                        after.0.steps,
+                        before.0.preemptions,
+                        after.0.preemptions
+                    ),
+                    format!("run dir: {}", dir.display()),
+                ],
+            }])
+        ),
+        Format::Human => print!(
             "shrunk {} {} in {runs} runs: steps {} → {}, preemptions {} → {}, threads {} → {}, ops run {} → {}\n  {}/interleaving.txt\n\n{view}",
             sched.status,
             sched.invariant.as_deref().unwrap_or(""),
