@@ -284,8 +284,8 @@ mod op {
     pub const MEMSLOT: usize = 8;
 }
 
-/// Coverage counters: one per race window of the spec's preemption-point list.
-/// Coverage counter ids (indices into the descriptor's coverage).
+/// Coverage counter ids (indices into the descriptor's coverage): one per race
+/// window of the spec's preemption-point list.
 mod cov {
     pub const RETRY_COUNT: usize = 0;
     pub const RETRY_SEQ: usize = 1;
