@@ -129,30 +129,18 @@ pub static DESC: ModelDesc = ModelDesc {
             needs_concurrency: true,
             doc: "ablation: the swap publishes without waiting for mn_active_invalidate_count == 0",
         },
-        mutant("mut-fault-no-retry", &["S7", "Q2"], "user_mem_abort maps without mmu_invalidate_retry"),
-        mutant("mut-retry-seq-only", &["S7", "Q2"], "mmu_invalidate_retry tests the sequence but not in_progress"),
-        mutant("mut-map-after-unlock", &["S7", "Q2"], "the fault drops mmu_lock after its retry test, then maps"),
-        mutant("mut-end-no-seq", &["S7", "Q2"], "kvm_mmu_invalidate_end forgets mmu_invalidate_seq++"),
-        mutant("mut-unmap-short", &["S7", "Q2"], "kvm_unmap_gfn_range stops one gfn short of the range end"),
-        mutant("mut-no-flush", &["S2", "S6", "S7", "Q2"], "kvm_invalidate_memslot skips kvm_arch_flush_shadow_memslot"),
-        mutant("mut-flush-before-swap", &["S2", "S6", "S7", "Q2"], "the INVALID slot's flush runs before its swap publishes it"),
-        mutant("mut-no-synchronize-srcu", &["S2", "S6", "S7", "Q2"], "kvm_swap_active_memslots skips synchronize_srcu_expedited"),
+        VariantDesc::mutant("mut-fault-no-retry", &["S7", "Q2"], true, "user_mem_abort maps without mmu_invalidate_retry"),
+        VariantDesc::mutant("mut-retry-seq-only", &["S7", "Q2"], true, "mmu_invalidate_retry tests the sequence but not in_progress"),
+        VariantDesc::mutant("mut-map-after-unlock", &["S7", "Q2"], true, "the fault drops mmu_lock after its retry test, then maps"),
+        VariantDesc::mutant("mut-end-no-seq", &["S7", "Q2"], true, "kvm_mmu_invalidate_end forgets mmu_invalidate_seq++"),
+        VariantDesc::mutant("mut-unmap-short", &["S7", "Q2"], true, "kvm_unmap_gfn_range stops one gfn short of the range end"),
+        VariantDesc::mutant("mut-no-flush", &["S2", "S6", "S7", "Q2"], true, "kvm_invalidate_memslot skips kvm_arch_flush_shadow_memslot"),
+        VariantDesc::mutant("mut-flush-before-swap", &["S2", "S6", "S7", "Q2"], true, "the INVALID slot's flush runs before its swap publishes it"),
+        VariantDesc::mutant("mut-no-synchronize-srcu", &["S2", "S6", "S7", "Q2"], true, "kvm_swap_active_memslots skips synchronize_srcu_expedited"),
     ],
     hidden: false,
     build,
 };
-
-const fn mutant(name: &'static str, caught: &'static [&'static str], doc: &'static str) -> VariantDesc {
-    VariantDesc {
-        name,
-        commit: "none (mutant)",
-        kind: VariantKind::Mutant,
-        expect: Expect::Caught(caught),
-        cells: &[],
-        needs_concurrency: true,
-        doc,
-    }
-}
 
 /// Role bits of the descriptor's ops.
 const UPDATER: u32 = 0;
