@@ -4,7 +4,7 @@
 //! every mutant is caught.
 
 mod common;
-use common::{kt, outcome, run_dir, summary, words};
+use common::{first_invariant, kt, outcome, run_model};
 use serde_json::Value;
 use std::path::PathBuf;
 use tempfile::TempDir;
@@ -15,20 +15,9 @@ const RACES: &[(&str, &[&str])] = &[
     ("no-swap-block", &["Q1", "S5", "S7", "Q2"]),
 ];
 
+/// `run --model memslot <args>`.
 fn run(args: &str) -> (i32, Value, PathBuf, TempDir) {
-    let dir = TempDir::new().unwrap();
-    let cmd = format!("run --model memslot {args}");
-    let (code, _, err) = outcome(kt(&dir, &words(&cmd)));
-    assert!(code == 0 || code == 1, "`{cmd}`: unexpected exit {code}: {err}");
-    let path = run_dir(&dir);
-    (code, summary(&path), path, dir)
-}
-
-fn first_invariant(s: &Value) -> String {
-    s["violations"][0]["invariant"]
-        .as_str()
-        .unwrap_or("none")
-        .to_string()
+    run_model("memslot", args)
 }
 
 #[test]
@@ -65,17 +54,24 @@ fn the_race_and_the_ablation_are_clean_alone() {
 #[test]
 fn fixed_handlers_and_the_control_are_clean_with_every_window_entered() {
     for (variant, counters) in [("skip-invalid", 10), ("removed", 6), ("x86like", 8)] {
-        let (code, s, _, _d) = run(&format!(
-            "--variant {variant} --threads 16 --duration 6s --seed 3"
-        ));
-        assert_eq!(code, 0, "{variant} must run clean: {s}");
-        let cov = s["coverage"].as_object().unwrap();
-        assert_eq!(cov.len(), counters, "{variant}: the counters that apply");
-        let unentered: Vec<&String> = cov
-            .iter()
-            .filter(|(_, n)| n.as_u64() == Some(0))
-            .map(|(k, _)| k)
-            .collect();
+        // Every run clean; every window entered in at least one of up to three seeds
+        // (a single short run on a loaded machine can miss the rarest one).
+        let mut seen: std::collections::BTreeMap<String, u64> = Default::default();
+        for seed in 3..=5 {
+            let (code, s, _, _d) = run(&format!(
+                "--variant {variant} --threads 16 --duration 6s --seed {seed}"
+            ));
+            assert_eq!(code, 0, "{variant} must run clean: {s}");
+            let cov = s["coverage"].as_object().unwrap();
+            assert_eq!(cov.len(), counters, "{variant}: the counters that apply");
+            for (k, n) in cov {
+                *seen.entry(k.clone()).or_default() += n.as_u64().unwrap_or(0);
+            }
+            if seen.values().all(|&n| n > 0) {
+                break;
+            }
+        }
+        let unentered: Vec<&String> = seen.iter().filter(|(_, n)| **n == 0).map(|(k, _)| k).collect();
         assert!(
             unentered.is_empty(),
             "{variant}: race windows never entered: {unentered:?}"

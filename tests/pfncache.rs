@@ -4,7 +4,7 @@
 //! the mainline hole the model found is pinned down.
 
 mod common;
-use common::{kt, outcome, run_dir, summary, words};
+use common::{first_invariant, kt, outcome, run_dir, run_model, summary};
 use serde_json::Value;
 use std::path::PathBuf;
 use tempfile::TempDir;
@@ -40,21 +40,9 @@ const SEQUENTIAL: &[(&str, &[&str])] = &[
     ("invalid-gpa", &["Q2"]),
 ];
 
-/// Runs `run --model pfncache <args>`; returns the exit code and the summary.
+/// `run --model pfncache <args>`.
 fn run(args: &str) -> (i32, Value, PathBuf, TempDir) {
-    let dir = TempDir::new().unwrap();
-    let cmd = format!("run --model pfncache {args}");
-    let (code, _, err) = outcome(kt(&dir, &words(&cmd)));
-    assert!(code == 0 || code == 1, "`{cmd}`: unexpected exit {code}: {err}");
-    let path = run_dir(&dir);
-    (code, summary(&path), path, dir)
-}
-
-fn first_invariant(s: &Value) -> String {
-    s["violations"][0]["invariant"]
-        .as_str()
-        .unwrap_or("none")
-        .to_string()
+    run_model("pfncache", args)
 }
 
 #[test]
