@@ -1,23 +1,9 @@
 #!/usr/bin/env bash
-# Overnight soak: every fixed/clean scenario in turn, each for DURATION (default 1h),
-# round after round until Ctrl-C. A failing run's directory holds its report and
-# replay command; the script stops at the first failure.
-# Usage: scripts/soak.sh [DURATION] [RESULTS_DIR]
-set -uo pipefail
+# Overnight soak: `kvmtorture soak` (rounds of scenarios/soak.list with fresh seeds until
+# the deadline, then a summary). Arguments go to it unchanged, e.g.
+#   scripts/soak.sh --duration 8h --results-dir /var/tmp/soak
+#   scripts/soak.sh --resume results/soak-20261130T010000Z-soak
+set -euo pipefail
 cd "$(dirname "$0")/.."
-dur=${1:-1h}; out=${2:-results}
-BIN=${BIN:-target/release/kvmtorture}
-[ -x "$BIN" ] || cargo build --release --quiet
-round=0
-while :; do
-  round=$((round+1))
-  for f in scenarios/*.toml; do
-    grep -q '^variant *= *"\(fixed\|no-recheck\|skip-invalid\|removed\)"' "$f" || continue
-    seed=$(( (round * 7919 + RANDOM) % 1000000 ))
-    echo "soak round $round: $(basename "$f" .toml) seed $seed for $dur"
-    "$BIN" run "$f" --duration "$dur" --seed "$seed" --results-dir "$out"
-    rc=$?
-    [ $rc -eq 130 ] && exit 130
-    [ $rc -ne 0 ] && { echo "soak: $(basename "$f") failed with exit $rc"; exit $rc; }
-  done
-done
+. scripts/bin.sh
+exec "$BIN" soak "$@"

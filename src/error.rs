@@ -23,8 +23,8 @@ pub enum Error {
 impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Usage(_) => exit::USAGE,
-            Error::Fault(_) => exit::FAULT,
+            Error::Usage(_) => crate::status::Status::BadInput.exit_code(),
+            Error::Fault(_) => crate::status::Status::Fault.exit_code(),
         }
     }
 }

@@ -18,5 +18,8 @@ pub mod model;
 pub mod report;
 pub mod rng;
 pub mod scenario;
+pub mod scenario_set;
 pub mod sched;
+pub mod settings;
+pub mod status;
 pub mod sync;

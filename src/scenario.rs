@@ -5,52 +5,32 @@
 //! an unknown or out-of-range setting, the valid choices for an unknown model,
 //! variant or op.
 
-use crate::duration;
 use crate::error::{usage, Error};
 use crate::model::{self, ModelDesc, VariantDesc};
-use serde::{Deserialize, Serialize};
+pub use crate::settings::{ModeArg, Settings, StrategyArg};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Largest worker count accepted.
 pub const MAX_THREADS: usize = 1024;
 
-/// The on-disk form. Unknown keys are errors, so a typo never silently does nothing.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ScenarioFile {
-    pub model: Option<String>,
-    pub variant: Option<String>,
-    pub description: Option<String>,
-    pub threads: Option<usize>,
-    pub duration: Option<String>,
-    pub ops: Option<u64>,
-    pub seed: Option<u64>,
-    pub delay_prob: Option<f64>,
-    pub window_boost: Option<f64>,
-    pub stall_timeout: Option<String>,
-    pub quiescent_every: Option<String>,
-    /// Op name → weight.
-    #[serde(default)]
-    pub mix: toml::Table,
-    /// Model-specific parameters.
-    #[serde(default)]
-    pub params: toml::Table,
-}
+/// The on-disk form of a scenario is [`Settings`]: the same keys as the flags.
+pub type ScenarioFile = Settings;
 
-/// Command-line values that override the file.
-#[derive(Debug, Default, Clone)]
-pub struct Overrides {
-    pub model: Option<String>,
-    pub variant: Option<String>,
-    pub threads: Option<usize>,
-    pub duration: Option<Duration>,
-    pub ops: Option<u64>,
-    pub seed: Option<u64>,
-    pub delay_prob: Option<f64>,
-    pub stall_timeout: Option<Duration>,
-    /// `--param KEY=VALUE` flags, applied over `[params]`.
-    pub params: Vec<String>,
+/// Command-line values that override the file: the same struct.
+pub type Overrides = Settings;
+
+/// The det-mode settings of a scenario, resolved (used only when the run is det).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DetSettings {
+    /// `None`: the command's default mode (stress for `run`, det for `hunt`).
+    pub mode: Option<ModeArg>,
+    pub strategy: StrategyArg,
+    pub switch_prob: f64,
+    pub pct_depth: u32,
+    /// PCT's step estimate; `None`: from threads and ops.
+    pub pct_steps: Option<u64>,
+    pub max_idle_steps: u64,
 }
 
 /// A validated scenario.
@@ -58,8 +38,9 @@ pub struct Overrides {
 pub struct Scenario {
     /// Scenario name (file stem), or `<model>-<variant>` when given by flags.
     pub name: String,
-    /// The file it came from, if any (for the replay command).
+    /// The file it came from, if any.
     pub path: Option<PathBuf>,
+    pub description: Option<String>,
     pub model: &'static ModelDesc,
     pub variant: &'static VariantDesc,
     pub threads: usize,
@@ -70,89 +51,157 @@ pub struct Scenario {
     pub window_boost: f64,
     pub stall_timeout: Duration,
     pub quiescent_every: Duration,
+    pub keep_going: bool,
+    pub det: DetSettings,
     pub mix: toml::Table,
+    /// `[params]` with the `--param` flags applied (validated against the descriptor).
     pub params: toml::Table,
 }
 
 /// Defaults when neither the file nor a flag says.
 pub const DEFAULT_THREADS: usize = 16;
 pub const DEFAULT_DURATION: Duration = Duration::from_secs(30);
-pub const DEFAULT_DELAY_PROB: f64 = 0.01;
-pub const DEFAULT_WINDOW_BOOST: f64 = 20.0;
+pub const DEFAULT_DELAY_PROB: f64 = crate::sched::stress::Injection::DEFAULT.prob;
+pub const DEFAULT_WINDOW_BOOST: f64 = crate::sched::stress::Injection::DEFAULT.window_boost;
 pub const DEFAULT_STALL: Duration = Duration::from_secs(30);
 pub const DEFAULT_QUIESCENT: Duration = Duration::from_millis(500);
+pub const DEFAULT_SWITCH_PROB: f64 = 0.05;
+pub const DEFAULT_PCT_DEPTH: u32 = 3;
+pub const DEFAULT_MAX_IDLE_STEPS: u64 = 1_000_000;
 /// The scenario `run` uses when given none.
 pub const DEFAULT_SCENARIO: &str = "hpt-fixed";
 
-/// The directory holding the shipped scenarios: `$KVMTORTURE_SCENARIOS`, else
-/// `scenarios/` under the current directory, else next to the crate's sources.
-pub fn scenarios_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("KVMTORTURE_SCENARIOS") {
-        return PathBuf::from(d);
-    }
-    let local = PathBuf::from("scenarios");
-    if local.is_dir() {
-        return local;
-    }
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios")
+/// The scenarios compiled into the binary (`build.rs`).
+mod embedded {
+    include!(concat!(env!("OUT_DIR"), "/scenarios.rs"));
 }
 
-/// Names of the `*.toml` scenarios in `dir`, sorted.
+/// The directory searched for scenarios by name before the embedded copies:
+/// `$KVMTORTURE_SCENARIOS`, else `scenarios/` under the current directory.
+pub fn scenarios_dir() -> PathBuf {
+    std::env::var_os("KVMTORTURE_SCENARIOS").map_or_else(|| PathBuf::from("scenarios"), PathBuf::from)
+}
+
+/// Names of the scenarios on disk in [`scenarios_dir`] and embedded, sorted.
 pub fn list(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir)
+    let on_disk = std::fs::read_dir(dir)
         .into_iter()
         .flatten()
         .flatten()
         .filter_map(|e| {
             let p = e.path();
             (p.extension()? == "toml").then(|| p.file_stem()?.to_str().map(String::from))?
-        })
-        .collect();
+        });
+    let shipped = embedded::EMBEDDED
+        .iter()
+        .filter_map(|(f, _)| f.strip_suffix(".toml").map(String::from));
+    let mut v: Vec<String> = on_disk.chain(shipped).collect();
     v.sort();
+    v.dedup();
     v
 }
 
-/// Resolves `arg` (a scenario name in `dir` or a path to a TOML file) into its file.
-pub fn locate(arg: &str, dir: &Path) -> Result<PathBuf, Error> {
+/// The text of a shipped file (a scenario `NAME.toml` or a list `NAME.list`).
+pub fn shipped(file: &str) -> Option<&'static str> {
+    embedded::EMBEDDED
+        .iter()
+        .find(|(f, _)| *f == file)
+        .map(|(_, t)| *t)
+}
+
+/// A scenario's text by path or name: a TOML file, else `NAME.toml` in
+/// [`scenarios_dir`], else the embedded copy. Returns the path (a label for the
+/// embedded copy), the text, and the name an embedded copy stands for.
+pub fn named_text(arg: &str) -> Result<(PathBuf, String, Option<String>), Error> {
     let as_path = PathBuf::from(arg);
-    if as_path.is_file() {
-        return Ok(as_path);
+    if as_path.is_dir() {
+        return Err(usage(format!(
+            "scenario `{arg}` is a directory, not a TOML file (for a run directory use `again` or `replay`)"
+        )));
     }
-    let named = dir.join(format!("{arg}.toml"));
+    let read = |p: &Path| {
+        std::fs::read_to_string(p).map_err(|e| usage(format!("cannot read scenario {}: {e}", p.display())))
+    };
+    if as_path.is_file() {
+        return Ok((as_path.clone(), read(&as_path)?, None));
+    }
+    let stem = arg.strip_suffix(".toml").unwrap_or(arg);
+    let named = scenarios_dir().join(format!("{stem}.toml"));
     if named.is_file() {
-        return Ok(named);
+        return Ok((named.clone(), read(&named)?, None));
+    }
+    let file = format!("{stem}.toml");
+    if let Some(text) = shipped(&file) {
+        return Ok((
+            PathBuf::from(format!("(shipped) {file}")),
+            text.to_string(),
+            Some(stem.to_string()),
+        ));
     }
     Err(usage(format!(
-        "unknown scenario `{arg}`: no such file, and no {} (known scenarios: {})",
+        "unknown scenario `{arg}`: no such file, no {}, and no shipped scenario of that name (known: {})",
         named.display(),
-        list(dir).join(", ")
+        list(&scenarios_dir()).join(", ")
     )))
+}
+
+/// A scenario file by path or name (see [`named_text`]), parsed.
+pub fn load_named(arg: &str) -> Result<(PathBuf, ScenarioFile), Error> {
+    let (path, text, name) = named_text(arg)?;
+    let mut f = parse_text(&path, &text)?;
+    if f.name.is_none() {
+        f.name = name;
+    }
+    Ok((path, f))
 }
 
 /// Parses a scenario file; errors carry the path and toml's line/column.
 pub fn parse_file(path: &Path) -> Result<ScenarioFile, Error> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| usage(format!("cannot read scenario {}: {e}", path.display())))?;
-    toml::from_str(&text).map_err(|e| usage(format!("malformed scenario {}: {e}", path.display())))
+    parse_text(path, &text)
 }
 
-/// Builds a validated scenario from an optional file and the overrides.
+pub fn parse_text(path: &Path, text: &str) -> Result<ScenarioFile, Error> {
+    toml::from_str(text).map_err(|e| usage(format!("malformed scenario {}: {e}", path.display())))
+}
+
+/// Builds a validated scenario from an optional file and the overrides (flags).
 pub fn resolve(file: Option<(&Path, ScenarioFile)>, o: &Overrides) -> Result<Scenario, Error> {
-    let (path, f) = match file {
+    let (path, base) = match file {
         Some((p, f)) => (Some(p.to_path_buf()), f),
-        None => (None, ScenarioFile::default()),
+        None => (None, Settings::default()),
     };
-    let model_name = o
+    // Det runs have no wall-clock budget: a flag's --ops replaces the file's duration.
+    let ops_only = o.ops.is_some() && o.duration.is_none();
+    let mut f = base.overlay(o);
+    if ops_only {
+        f.duration = None;
+    }
+    let name = match (&f.name, &path) {
+        (Some(n), _) => n.clone(),
+        (None, Some(p)) => p
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("scenario")
+            .to_string(),
+        (None, None) => format!(
+            "{}-{}",
+            f.model.as_deref().unwrap_or("?"),
+            f.variant.as_deref().unwrap_or("fixed")
+        ),
+    };
+    from_settings(name, path, f)
+}
+
+/// Validates merged settings into a scenario.
+fn from_settings(name: String, path: Option<PathBuf>, f: Settings) -> Result<Scenario, Error> {
+    let model_name = f
         .model
         .clone()
-        .or(f.model.clone())
         .ok_or_else(|| usage("no model given: pass a SCENARIO or --model (see `kvmtorture list`)"))?;
     let model = find_model(&model_name)?;
-    let variant_name = o
-        .variant
-        .clone()
-        .or(f.variant.clone())
-        .unwrap_or_else(|| "fixed".into());
+    let variant_name = f.variant.clone().unwrap_or_else(|| "fixed".into());
     let variant = model.variant(&variant_name).ok_or_else(|| {
         usage(format!(
             "unknown variant `{variant_name}` of model `{}` (valid: {})",
@@ -165,29 +214,21 @@ pub fn resolve(file: Option<(&Path, ScenarioFile)>, o: &Overrides) -> Result<Sce
                 .join(", ")
         ))
     })?;
-    let threads = o.threads.or(f.threads).unwrap_or(DEFAULT_THREADS);
+    let threads = f.threads.unwrap_or(DEFAULT_THREADS);
     if !(1..=MAX_THREADS).contains(&threads) {
         return Err(usage(format!(
             "threads must be between 1 and {MAX_THREADS}, got {threads}"
         )));
     }
-    let dur = |key: &str, v: &Option<String>| -> Result<Option<Duration>, Error> {
-        v.as_deref()
-            .map(|s| duration::parse(s).map_err(|e| usage(format!("{key}: {e}"))))
-            .transpose()
-    };
-    let ops = o.ops.or(f.ops);
-    if ops == Some(0) {
+    if f.ops == Some(0) {
         return Err(usage("ops must be at least 1"));
     }
-    let duration = match (o.duration, dur("duration", &f.duration)?, ops) {
-        (Some(d), _, _) => Some(d),
-        (None, _, Some(_)) if o.ops.is_some() => None,
-        (None, Some(d), _) => Some(d),
-        (None, None, Some(_)) => None,
-        (None, None, None) => Some(DEFAULT_DURATION),
+    let duration = match (f.duration, f.ops) {
+        (Some(d), _) => Some(d),
+        (None, Some(_)) => None,
+        (None, None) => Some(DEFAULT_DURATION),
     };
-    let delay_prob = o.delay_prob.or(f.delay_prob).unwrap_or(DEFAULT_DELAY_PROB);
+    let delay_prob = f.delay_prob.unwrap_or(DEFAULT_DELAY_PROB);
     if !(0.0..=1.0).contains(&delay_prob) {
         return Err(usage(format!(
             "delay_prob must be within 0..=1, got {delay_prob}"
@@ -199,32 +240,47 @@ pub fn resolve(file: Option<(&Path, ScenarioFile)>, o: &Overrides) -> Result<Sce
             "window_boost must be at least 1, got {window_boost}"
         )));
     }
-    let name = match &path {
-        Some(p) => p
-            .file_stem()
-            .and_then(|s| s.to_str())
-            .unwrap_or("scenario")
-            .to_string(),
-        None => format!("{}-{}", model.name, variant.name),
+    let det = DetSettings {
+        mode: f.mode,
+        strategy: f.strategy.unwrap_or(StrategyArg::Random),
+        switch_prob: f.switch_prob.unwrap_or(DEFAULT_SWITCH_PROB),
+        pct_depth: f.pct_depth.unwrap_or(DEFAULT_PCT_DEPTH),
+        pct_steps: f.pct_steps,
+        max_idle_steps: f.max_idle_steps.unwrap_or(DEFAULT_MAX_IDLE_STEPS),
     };
+    if !(0.0..=1.0).contains(&det.switch_prob) {
+        return Err(usage(format!(
+            "switch_prob must be within 0..=1, got {}",
+            det.switch_prob
+        )));
+    }
+    if !(1..=64).contains(&det.pct_depth) {
+        return Err(usage(format!(
+            "pct_depth must be within 1..=64, got {}",
+            det.pct_depth
+        )));
+    }
+    if det.max_idle_steps == 0 || det.pct_steps == Some(0) {
+        return Err(usage("max_idle_steps and pct_steps must be at least 1"));
+    }
     let sc = Scenario {
         name,
         path,
+        description: f.description.clone(),
         model,
         variant,
         threads,
         duration,
-        ops,
-        seed: o.seed.or(f.seed).unwrap_or(1),
+        ops: f.ops,
+        seed: f.seed.unwrap_or(1),
         delay_prob,
         window_boost,
-        stall_timeout: o
-            .stall_timeout
-            .or(dur("stall_timeout", &f.stall_timeout)?)
-            .unwrap_or(DEFAULT_STALL),
-        quiescent_every: dur("quiescent_every", &f.quiescent_every)?.unwrap_or(DEFAULT_QUIESCENT),
+        stall_timeout: f.stall_timeout.unwrap_or(DEFAULT_STALL),
+        quiescent_every: f.quiescent_every.unwrap_or(DEFAULT_QUIESCENT),
+        keep_going: f.keep_going.unwrap_or(false),
+        det,
+        params: with_flags(model, f.params, &f.param_flags)?,
         mix: f.mix,
-        params: with_flags(model, f.params, &o.params)?,
     };
     sc.weights()?;
     sc.check_params()?;
@@ -271,6 +327,14 @@ impl Scenario {
                 }
             };
         }
+        // A role may be switched off (a worker with other roles still has work), but
+        // a mix with nothing to run is a mistake, not a run.
+        if w.iter().all(|&x| x == 0) {
+            return Err(usage(format!(
+                "[mix] gives every op of model `{}` weight 0: nothing would run",
+                self.model.name
+            )));
+        }
         Ok(w)
     }
 
@@ -295,82 +359,65 @@ impl Scenario {
     }
 }
 
-/// A scenario as saved in a run directory (`config.json`, `schedule.json`), enough
-/// to rebuild it exactly without the TOML file it came from.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Saved {
-    pub name: String,
-    pub path: Option<PathBuf>,
-    pub model: String,
-    pub variant: String,
-    pub threads: usize,
-    pub duration_s: Option<f64>,
-    pub ops: Option<u64>,
-    pub seed: u64,
-    pub delay_prob: f64,
-    pub window_boost: f64,
-    pub stall_timeout_s: f64,
-    pub quiescent_every_s: f64,
-    /// `[mix]` and `[params]` as TOML text.
-    pub mix: String,
-    pub params: String,
-}
+/// A scenario as saved in a run directory (`scenario.toml`, and inside
+/// `config.json` / `schedule.json`): every setting resolved, so that it rebuilds the
+/// same run without the file it came from and whatever the defaults become.
+pub type Saved = Settings;
 
 impl Scenario {
+    /// Every setting of this scenario, resolved (params with their defaults).
     pub fn save(&self) -> Saved {
-        Saved {
-            name: self.name.clone(),
-            path: self.path.clone(),
-            model: self.model.name.into(),
-            variant: self.variant.name.into(),
-            threads: self.threads,
-            duration_s: self.duration.map(|d| d.as_secs_f64()),
+        let params = self
+            .check_params()
+            .map(|p| {
+                p.iter()
+                    .map(|(k, v)| {
+                        let v = match v {
+                            model::ParamValue::Int(i) => toml::Value::Integer(i as i64),
+                            model::ParamValue::Bool(b) => toml::Value::Boolean(b),
+                            model::ParamValue::Choice(c) => toml::Value::String(c.into()),
+                        };
+                        (k.to_string(), v)
+                    })
+                    .collect()
+            })
+            .unwrap_or_else(|_| self.params.clone());
+        let mix = self
+            .model
+            .ops
+            .iter()
+            .zip(self.weights().unwrap_or_default())
+            .map(|(o, w)| (o.name.to_string(), toml::Value::Integer(w.into())))
+            .collect();
+        Settings {
+            name: Some(self.name.clone()),
+            description: self.description.clone(),
+            model: Some(self.model.name.into()),
+            variant: Some(self.variant.name.into()),
+            threads: Some(self.threads),
+            duration: self.duration,
             ops: self.ops,
-            seed: self.seed,
-            delay_prob: self.delay_prob,
-            window_boost: self.window_boost,
-            stall_timeout_s: self.stall_timeout.as_secs_f64(),
-            quiescent_every_s: self.quiescent_every.as_secs_f64(),
-            mix: self.mix.to_string(),
-            params: self.params.to_string(),
+            seed: Some(self.seed),
+            delay_prob: Some(self.delay_prob),
+            window_boost: Some(self.window_boost),
+            stall_timeout: Some(self.stall_timeout),
+            quiescent_every: Some(self.quiescent_every),
+            keep_going: Some(self.keep_going),
+            mode: self.det.mode,
+            strategy: Some(self.det.strategy),
+            switch_prob: Some(self.det.switch_prob),
+            pct_depth: Some(self.det.pct_depth),
+            pct_steps: self.det.pct_steps,
+            max_idle_steps: Some(self.det.max_idle_steps),
+            mix,
+            params,
+            param_flags: Vec::new(),
         }
     }
 
     /// Rebuilds a saved scenario, validating it like a fresh one.
     pub fn restore(s: &Saved) -> Result<Scenario, Error> {
-        let model = find_model(&s.model)?;
-        let variant = model.variant(&s.variant).ok_or_else(|| {
-            usage(format!(
-                "saved run names unknown variant `{}` of `{}`",
-                s.variant, s.model
-            ))
-        })?;
-        let table = |what: &str, t: &str| -> Result<toml::Table, Error> {
-            t.parse()
-                .map_err(|e| usage(format!("saved run has a malformed {what} table: {e}")))
-        };
-        let secs = |x: f64| Duration::try_from_secs_f64(x).map_err(|e| usage(format!("saved duration: {e}")));
-        let sc = Scenario {
-            name: s.name.clone(),
-            path: s.path.clone(),
-            model,
-            variant,
-            threads: s.threads,
-            duration: s.duration_s.map(secs).transpose()?,
-            ops: s.ops,
-            seed: s.seed,
-            delay_prob: s.delay_prob,
-            window_boost: s.window_boost,
-            stall_timeout: secs(s.stall_timeout_s)?,
-            quiescent_every: secs(s.quiescent_every_s)?,
-            mix: table("mix", &s.mix)?,
-            params: table("params", &s.params)?,
-        };
-        if !(1..=MAX_THREADS).contains(&sc.threads) || sc.ops == Some(0) {
-            return Err(usage("saved run has an invalid thread or op count"));
-        }
-        sc.weights()?;
-        sc.check_params()?;
-        Ok(sc)
+        let name = s.name.clone().unwrap_or_else(|| "saved".into());
+        from_settings(name, None, s.clone())
     }
 }

@@ -48,3 +48,22 @@ pub fn outcome(mut c: Command) -> (i32, String, String) {
         String::from_utf8_lossy(&o.stderr).into_owned(),
     )
 }
+
+/// Runs `run --model MODEL <args>` in a fresh results directory; a run must end clean
+/// or caught. Returns the exit code, the summary, the run directory and its temp dir.
+pub fn run_model(model: &str, args: &str) -> (i32, serde_json::Value, PathBuf, TempDir) {
+    let dir = TempDir::new().unwrap();
+    let cmd = format!("run --model {model} {args}");
+    let (code, _, err) = outcome(kt(&dir, &words(&cmd)));
+    assert!(code == 0 || code == 1, "`{cmd}`: unexpected exit {code}: {err}");
+    let path = run_dir(&dir);
+    (code, summary(&path), path, dir)
+}
+
+/// The invariant of a summary's first violation, or `none`.
+pub fn first_invariant(s: &serde_json::Value) -> String {
+    s["violations"][0]["invariant"]
+        .as_str()
+        .unwrap_or("none")
+        .to_string()
+}

@@ -40,3 +40,46 @@ fn model_layer_names_no_engine_sched_report_or_app() {
         bad.join("\n")
     );
 }
+
+/// Check code takes no variant: the invariants read state, never which protocol
+/// steps run (pfncache's `Protocol`, HPT's `Checks`) or the variant's name, so a
+/// slip nobody made yet is caught by the same checks as a historical race.
+#[test]
+fn check_modules_never_read_the_variant_or_protocol_steps() {
+    let mut files = Vec::new();
+    rust_files(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("src/model"),
+        &mut files,
+    );
+    let checks: Vec<_> = files
+        .iter()
+        .filter(|f| f.file_name().is_some_and(|n| n == "check.rs"))
+        .collect();
+    assert!(checks.len() >= 2, "found only {} check modules", checks.len());
+    let forbidden = [
+        "self.proto",
+        "self.checks",
+        ".variant",
+        "VariantDesc",
+        "Protocol",
+        "Checks",
+        "Slips",
+        "slips",
+        "Lifecycle",
+    ];
+    let mut bad = Vec::new();
+    for f in checks {
+        let text = std::fs::read_to_string(f).unwrap();
+        for (n, line) in text.lines().enumerate() {
+            let code = line.split("//").next().unwrap_or("");
+            if let Some(word) = forbidden.iter().find(|w| code.contains(*w)) {
+                bad.push(format!("{}:{}: `{word}` in {}", f.display(), n + 1, line.trim()));
+            }
+        }
+    }
+    assert!(
+        bad.is_empty(),
+        "check code reads the variant:\n{}",
+        bad.join("\n")
+    );
+}

@@ -4,7 +4,7 @@
 //! the mainline hole the model found is pinned down.
 
 mod common;
-use common::{kt, outcome, run_dir, summary, words};
+use common::{first_invariant, kt, outcome, run_dir, run_model, summary, words};
 use serde_json::Value;
 use std::path::PathBuf;
 use tempfile::TempDir;
@@ -47,21 +47,9 @@ const SEQUENTIAL: &[(&str, &[&str])] = &[
     ("dirty-kept", &["D1"]),
 ];
 
-/// Runs `run --model pfncache <args>`; returns the exit code and the summary.
+/// `run --model pfncache <args>`.
 fn run(args: &str) -> (i32, Value, PathBuf, TempDir) {
-    let dir = TempDir::new().unwrap();
-    let cmd = format!("run --model pfncache {args}");
-    let (code, _, err) = outcome(kt(&dir, &words(&cmd)));
-    assert!(code == 0 || code == 1, "`{cmd}`: unexpected exit {code}: {err}");
-    let path = run_dir(&dir);
-    (code, summary(&path), path, dir)
-}
-
-fn first_invariant(s: &Value) -> String {
-    s["violations"][0]["invariant"]
-        .as_str()
-        .unwrap_or("none")
-        .to_string()
+    run_model("pfncache", args)
 }
 
 #[test]
@@ -122,19 +110,26 @@ fn every_sequential_variant_is_caught_at_once() {
 #[test]
 fn fixed_and_the_negative_control_are_clean_with_every_window_entered() {
     for variant in ["fixed", "no-recheck", "needs-invalidation"] {
-        let (code, s, _, _d) = run(&format!(
-            "--variant {variant} --threads 16 --duration 6s --seed 3"
-        ));
-        assert_eq!(code, 0, "{variant} must run clean: {s}");
-        let cov = s["coverage"].as_object().unwrap();
-        // Two counters exist only with the needs_invalidation flag.
-        let windows = if variant == "needs-invalidation" { 24 } else { 22 };
-        assert_eq!(cov.len(), windows, "one counter per race window");
-        let unentered: Vec<&String> = cov
-            .iter()
-            .filter(|(_, n)| n.as_u64() == Some(0))
-            .map(|(k, _)| k)
-            .collect();
+        // Every run clean; every window entered in at least one of up to three seeds
+        // (a short run on a loaded machine can miss the rarest one).
+        let mut seen = std::collections::BTreeMap::<String, u64>::new();
+        for seed in 3..=5 {
+            let (code, s, _, _d) = run(&format!(
+                "--variant {variant} --threads 16 --duration 6s --seed {seed}"
+            ));
+            assert_eq!(code, 0, "{variant} seed {seed} must run clean: {s}");
+            let cov = s["coverage"].as_object().unwrap();
+            // Two counters exist only with the needs_invalidation flag.
+            let windows = if variant == "needs-invalidation" { 24 } else { 22 };
+            assert_eq!(cov.len(), windows, "one counter per race window");
+            for (k, n) in cov {
+                *seen.entry(k.clone()).or_insert(0) += n.as_u64().unwrap();
+            }
+            if seen.values().all(|&n| n > 0) {
+                break;
+            }
+        }
+        let unentered: Vec<&String> = seen.iter().filter(|(_, &n)| n == 0).map(|(k, _)| k).collect();
         assert!(
             unentered.is_empty(),
             "{variant}: race windows never entered: {unentered:?}"

@@ -3,7 +3,8 @@
 //! attempts to enter them.
 
 use kvmtorture::rng::{Rng, Stream};
-use kvmtorture::sched::{self, stress::Injector, Mode};
+use kvmtorture::sched::stress::{Injection, Injector};
+use kvmtorture::sched::{self, Mode};
 use kvmtorture::sync::{bitlock, AtomicU64, Mutex, RawRwLock, RawSpinLock, SpinLock, Srcu};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64 as StdU64, Ordering::SeqCst};
 use std::sync::Arc;
@@ -20,8 +21,10 @@ fn hammer(body: impl Fn(usize) + Send + Sync + 'static) {
             std::thread::spawn(move || {
                 let _m = sched::enter(Mode::Stress(Injector::new(
                     Rng::stream(42, Stream::Delays, w as u64),
-                    0.05,
-                    5.0,
+                    Injection {
+                        prob: 0.05,
+                        window_boost: 5.0,
+                    },
                 )));
                 body(w);
             })

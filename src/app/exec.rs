@@ -4,10 +4,10 @@
 //! is saved in every run directory (`config.json`, and `schedule.json` for det runs)
 //! so that `replay` and `shrink` can rebuild it without the original TOML file.
 
-use crate::cli::{DetArgs, ModeArg, StrategyArg};
 use crate::engine::{self, DetRun, Observer, Outcome, RunConfig, Status};
 use crate::error::{exit, usage, Error};
-use crate::report::{self, hex, DetSummary, Summary};
+use crate::report::{self, hex, DetSummary, Summary, View};
+use crate::scenario::{DetSettings, ModeArg, StrategyArg};
 use crate::scenario::{Saved, Scenario};
 use crate::sched::strategy::{Decision, StrategySpec};
 use serde::{Deserialize, Serialize};
@@ -30,25 +30,36 @@ pub struct Plan {
     pub det: Option<DetRun>,
     pub keep_going: bool,
     pub test_stall_worker: Option<usize>,
+    /// How report.txt shows a det failure's interleaving (not saved: a view choice).
+    pub view: View,
+    /// Ops `shrink` deleted, as (worker, op number); saved in `schedule.json`.
+    pub skip_ops: Vec<(usize, u64)>,
 }
 
 impl Plan {
-    /// A plan from parsed flags; `default_mode` applies when `--mode` is absent.
-    pub fn new(mut sc: Scenario, a: &DetArgs, default_mode: ModeArg) -> Result<Plan, Error> {
-        let det = match a.mode.unwrap_or(default_mode) {
+    /// The plan of a scenario; `default_mode` applies when its settings name none.
+    pub fn new(mut sc: Scenario, default_mode: ModeArg) -> Result<Plan, Error> {
+        let det = match sc.det.mode.unwrap_or(default_mode) {
             ModeArg::Stress => None,
             ModeArg::Det => {
                 // Det budgets are ops, never wall time.
                 sc.duration = None;
                 let ops = *sc.ops.get_or_insert(DET_DEFAULT_OPS);
-                Some(det_run(a, sc.threads as u64 * ops * PCT_STEPS_PER_OP)?)
+                sc.det.mode = Some(ModeArg::Det);
+                Some(det_run(&sc.det, sc.threads as u64 * ops * PCT_STEPS_PER_OP))
             }
         };
+        if det.is_none() {
+            sc.det.mode = Some(ModeArg::Stress);
+        }
         Ok(Plan {
+            keep_going: sc.keep_going,
             sc,
             det,
-            keep_going: false,
             test_stall_worker: None,
+            // Replaced by the command's --view where it prints a failure.
+            view: View::Protocol,
+            skip_ops: Vec::new(),
         })
     }
 
@@ -68,40 +79,21 @@ impl Plan {
     }
 }
 
-fn det_run(a: &DetArgs, estimate: u64) -> Result<DetRun, Error> {
-    let strategy = match a.strategy {
-        StrategyArg::Random => {
-            if !(0.0..=1.0).contains(&a.switch_prob) {
-                return Err(usage(format!(
-                    "--switch-prob must be within 0..=1, got {}",
-                    a.switch_prob
-                )));
-            }
-            StrategySpec::Random {
-                switch_prob: a.switch_prob,
-            }
-        }
-        StrategyArg::Pct => {
-            if !(1..=64).contains(&a.pct_depth) {
-                return Err(usage(format!(
-                    "--pct-depth must be within 1..=64, got {}",
-                    a.pct_depth
-                )));
-            }
-            StrategySpec::Pct {
-                depth: a.pct_depth,
-                steps: a.pct_steps.unwrap_or(estimate).max(1),
-            }
-        }
+fn det_run(d: &DetSettings, estimate: u64) -> DetRun {
+    let strategy = match d.strategy {
+        StrategyArg::Random => StrategySpec::Random {
+            switch_prob: d.switch_prob,
+        },
+        StrategyArg::Pct => StrategySpec::Pct {
+            depth: d.pct_depth,
+            steps: d.pct_steps.unwrap_or(estimate).max(1),
+        },
     };
-    if a.max_idle_steps == 0 {
-        return Err(usage("--max-idle-steps must be at least 1"));
-    }
-    Ok(DetRun {
+    DetRun {
         strategy,
-        max_idle_steps: a.max_idle_steps,
+        max_idle_steps: d.max_idle_steps,
         quiescent_every_ops: DET_QUIESCENT_EVERY_OPS,
-    })
+    }
 }
 
 /// A readable name of a strategy for summaries.
@@ -143,6 +135,7 @@ pub fn execute(
         threads: sc.threads,
         duration: sc.duration,
         ops_per_worker: sc.ops,
+        skip_ops: plan.skip_ops.clone(),
         seed: sc.seed,
         delay_prob: sc.delay_prob,
         window_boost: sc.window_boost,
@@ -154,7 +147,7 @@ pub fn execute(
         det: plan.det.clone(),
     };
     let outcome = engine::run(sc.model, model, cfg, interrupted, obs);
-    let code = exit_code(outcome.status);
+    let code = outcome.status.exit_code();
     let mut summary = initial_summary(plan);
     summary.complete(&outcome, code);
     Ok(Executed {
@@ -162,16 +155,6 @@ pub fn execute(
         summary,
         code,
     })
-}
-
-pub fn exit_code(s: Status) -> i32 {
-    match s {
-        Status::Clean => exit::CLEAN,
-        Status::Violation => exit::VIOLATION,
-        Status::Stall | Status::Deadlock | Status::Livelock => exit::STALL,
-        Status::Fault => exit::FAULT,
-        Status::Interrupted => exit::INTERRUPTED,
-    }
 }
 
 /// The summary before the run (status `running`).
@@ -194,12 +177,14 @@ pub fn initial_summary(plan: &Plan) -> Summary {
         ops_per_s: 0.0,
         ops_by_kind: BTreeMap::new(),
         coverage: BTreeMap::new(),
+        windows_never_entered: Vec::new(),
         violations_total: 0,
         violations: Vec::new(),
         stalled_threads: Vec::new(),
         fault: None,
         exit_code: None,
-        replay: replay_command(plan),
+        replay: String::new(),
+        run_dir: String::new(),
         det: plan.det.as_ref().map(|d| DetSummary {
             strategy: strategy_label(&d.strategy),
             schedule_hash: String::new(),
@@ -212,32 +197,11 @@ pub fn initial_summary(plan: &Plan) -> Summary {
     }
 }
 
-/// A command line that re-runs this configuration.
-fn replay_command(plan: &Plan) -> String {
-    let sc = &plan.sc;
-    let mut c = String::from("kvmtorture run");
-    match &sc.path {
-        Some(p) => c += &format!(" {}", p.display()),
-        None => c += &format!(" --model {} --variant {}", sc.model.name, sc.variant.name),
-    }
-    c += &format!(" --seed {} --threads {}", sc.seed, sc.threads);
-    if let Some(d) = sc.duration {
-        c += &format!(" --duration {}", crate::duration::format(d));
-    }
-    if let Some(n) = sc.ops {
-        c += &format!(" --ops {n}");
-    }
-    match plan.det.as_ref().map(|d| &d.strategy) {
-        None => c += &format!(" --delay-prob {}", sc.delay_prob),
-        Some(StrategySpec::Random { switch_prob }) => {
-            c += &format!(" --mode det --strategy random --switch-prob {switch_prob}")
-        }
-        Some(StrategySpec::Pct { depth, steps }) => {
-            c += &format!(" --mode det --strategy pct --pct-depth {depth} --pct-steps {steps}")
-        }
-        Some(StrategySpec::Replay { .. }) => c = "kvmtorture replay <this run directory>".into(),
-    }
-    c
+/// The command that re-runs a run directory: `again` with its resolved settings, or
+/// `replay` for a det run's exact schedule.
+pub fn rerun_command(plan: &Plan, dir: &Path) -> String {
+    let verb = if plan.det.is_some() { "replay" } else { "again" };
+    format!("kvmtorture {verb} {}", dir.display())
 }
 
 /// `config.json`: the plan of any run.
@@ -270,6 +234,9 @@ pub struct ScheduleFile {
     pub trace_hash: String,
     /// Every choice that differs from "keep running, else round robin".
     pub decisions: Vec<Decision>,
+    /// Ops deleted by `shrink`: (worker, op number).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skip_ops: Vec<(usize, u64)>,
 }
 
 impl ScheduleFile {
@@ -286,6 +253,8 @@ impl ScheduleFile {
             }),
             keep_going: self.keep_going,
             test_stall_worker: None,
+            view: View::default(),
+            skip_ops: self.skip_ops.clone(),
         })
     }
 }
@@ -311,11 +280,13 @@ pub fn schedule_of(plan: &Plan, ex: &Executed) -> Option<ScheduleFile> {
         schedule_hash: hex(o.schedule_hash),
         trace_hash: hex(o.trace_hash),
         decisions: o.decisions.clone(),
+        skip_ops: plan.skip_ops.clone(),
     })
 }
 
 /// Writes the config (and schedule) of a run into its directory.
 pub fn save_plan(dir: &Path, plan: &Plan) -> Result<(), Error> {
+    report::write(dir, "scenario.toml", &plan.sc.save().to_toml())?;
     let cfg = ConfigFile {
         kvmtorture_version: env!("CARGO_PKG_VERSION").into(),
         mode: plan.mode().into(),
@@ -327,15 +298,13 @@ pub fn save_plan(dir: &Path, plan: &Plan) -> Result<(), Error> {
 
 /// Writes everything a finished run leaves: summary, report, schedule.
 pub fn save_result(dir: &Path, plan: &Plan, ex: &mut Executed) -> Result<(), Error> {
-    if plan.det.is_some() {
-        ex.summary.replay = format!("kvmtorture replay {}", dir.display());
-    }
+    ex.summary.replay = rerun_command(plan, dir);
     report::write(dir, "summary.json", &ex.summary.to_json())?;
     if !matches!(ex.outcome.status, Status::Clean | Status::Interrupted) {
         report::write(
             dir,
             "report.txt",
-            &report::failure_report(&ex.summary, &ex.outcome),
+            &report::failure_report(&ex.summary, &ex.outcome, plan.view),
         )?;
     }
     if let Some(s) = schedule_of(plan, ex) {
@@ -355,25 +324,8 @@ pub fn read_json<T: for<'de> Deserialize<'de>>(dir: &Path, name: &str) -> Result
     serde_json::from_str(&text).map_err(|e| usage(format!("malformed {}: {e}", p.display())))
 }
 
-/// Checks that `dir` is a run directory (it has `summary.json`).
-pub fn check_run_dir(dir: &Path) -> Result<(), Error> {
-    if dir.join("summary.json").is_file() {
-        Ok(())
-    } else {
-        Err(usage(format!(
-            "{} is not a run directory (no summary.json)",
-            dir.display()
-        )))
-    }
-}
-
-/// The exit code a run with status `s` (as written in summaries) ended with.
+/// The exit code a run with status `s` (as written in summaries) ended with; a
+/// summary still `running` never finished (a crash or `kill -9`).
 pub fn exit_code_of_status(s: &str) -> i32 {
-    match s {
-        "violation" => exit::VIOLATION,
-        "stall" | "deadlock" | "livelock" => exit::STALL,
-        "fault" => exit::FAULT,
-        "interrupted" => exit::INTERRUPTED,
-        _ => exit::CLEAN,
-    }
+    Status::parse(s).map_or(exit::INTERRUPTED, Status::exit_code)
 }

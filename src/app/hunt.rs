@@ -1,15 +1,20 @@
 //! `kvmtorture hunt`: a seed sweep of one configuration. Det runs are independent
 //! (one baton per run), so they go in parallel on a rayon pool; stress runs compete
 //! for the cores they measure, so they go one at a time unless `--jobs` says.
+//! `hunt.json` in the hunt directory records every seed tried, for `merge`.
 
 use super::exec::{self, Executed, Plan};
+use super::ktap;
 use super::run;
+use super::run_dir::RunDir;
 use crate::cli::{Format, HuntArgs, ModeArg};
 use crate::error::{exit, usage, Error};
 use crate::report::{self, progress::Silent};
 use rayon::prelude::*;
 use serde_json::json;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 
 /// Which seeds to run and how.
 pub struct Sweep {
@@ -67,6 +72,15 @@ pub fn sweep<R: Send>(
     found
 }
 
+/// What every run of a hunt added up to.
+#[derive(Default)]
+struct Totals {
+    /// Seeds that ran to the end (not cut short by Ctrl-C).
+    ran: Vec<u64>,
+    ops: u64,
+    coverage: BTreeMap<String, u64>,
+}
+
 /// Parses `A..B` (inclusive; `A` alone is one seed).
 pub fn parse_seeds(s: &str) -> Result<(u64, u64), Error> {
     let bad = || usage(format!("--seeds must be A..B with A <= B (inclusive), got `{s}`"));
@@ -119,7 +133,7 @@ pub fn hunt(a: &HuntArgs) -> Result<i32, Error> {
     if a.jobs == Some(0) {
         return Err(usage("--jobs must be at least 1"));
     }
-    let plan = Plan::new(run::load(&a.sc, None)?, &a.det, ModeArg::Det)?;
+    let plan = Plan::new(run::load(&a.sc)?, ModeArg::Det)?;
     let seeds: Vec<u64> = (lo..=hi).filter(|s| (s - lo) % shard_n == shard_i).collect();
     crate::interrupt::install();
     let started = std::time::Instant::now();
@@ -129,17 +143,19 @@ pub fn hunt(a: &HuntArgs) -> Result<i32, Error> {
         stop_on_first: a.stop_on_first,
     };
     let sc = &plan.sc;
-    let hunt_dir = a.results_dir.join(format!(
-        "hunt-{}-{}-{}-s{lo}-{hi}",
-        report::utc_stamp(),
-        sc.name,
-        sc.variant.name
-    ));
+    // `hunt-<model>-<variant>-<UTC>-s<first seed>`, made unique like a run directory
+    // (two hunts in one second must not share one).
+    let hunt_dir = report::create_run_dir(
+        &a.out.results_dir,
+        &format!("hunt-{}", sc.model.name),
+        sc.variant.name,
+        lo,
+    )?;
     let save = |seed: u64, mut ex: Executed| -> Result<serde_json::Value, Error> {
         let p = plan.with_seed(seed);
-        let dir = report::create_run_dir(&hunt_dir, &sc.name, sc.variant.name, seed)?;
-        exec::save_plan(&dir, &p)?;
-        exec::save_result(&dir, &p, &mut ex)?;
+        let dir = RunDir::create(&hunt_dir, &p)?;
+        dir.finish(&p, &mut ex)?;
+        let dir = dir.path();
         Ok(json!({
             "seed": seed,
             "status": ex.summary.status,
@@ -149,12 +165,23 @@ pub fn hunt(a: &HuntArgs) -> Result<i32, Error> {
             "run_dir": dir.display().to_string(),
         }))
     };
-    let found = sweep(
-        &plan,
-        &sw,
-        &|ex| ex.code != exit::CLEAN && ex.code != exit::INTERRUPTED,
-        &save,
-    );
+    // Every run's totals, for hunt.json (and `merge`): the clean seeds leave no run
+    // directory, so this is the only record that they were tried.
+    let totals = Mutex::new(Totals::default());
+    let failed = |ex: &Executed| {
+        let mut t = totals.lock().expect("totals lock");
+        if ex.code != exit::INTERRUPTED {
+            t.ran.push(ex.summary.seed);
+        }
+        t.ops += ex.summary.ops_total;
+        for (k, n) in &ex.summary.coverage {
+            *t.coverage.entry(k.clone()).or_default() += n;
+        }
+        ex.code != exit::CLEAN && ex.code != exit::INTERRUPTED
+    };
+    let found = sweep(&plan, &sw, &failed, &save);
+    let mut totals = totals.into_inner().expect("totals lock");
+    totals.ran.sort_unstable();
     let elapsed = started.elapsed().as_secs_f64();
     let failing = found
         .into_iter()
@@ -174,19 +201,51 @@ pub fn hunt(a: &HuntArgs) -> Result<i32, Error> {
     g.sort_unstable();
     let median = g.get(g.len().saturating_sub(1) / 2).copied();
     let strategy = plan.det.as_ref().map(|d| exec::strategy_label(&d.strategy));
-    match a.format {
-        Format::Json => println!(
-            "{}",
-            exec::to_json(&json!({
-                "scenario": sc.name, "model": sc.model.name, "variant": sc.variant.name,
-                "mode": plan.mode(), "strategy": strategy, "threads": sc.threads, "ops": sc.ops,
-                "seeds": format!("{lo}..{hi}"), "shard": format!("{shard_i}/{shard_n}"),
-                "tried": tried, "failing": failing,
-                "seeds_to_bug": {"median": median, "max": g.last()},
-                "results_dir": hunt_dir.display().to_string(), "elapsed_s": elapsed,
-            }))
-        ),
-        _ => {
+    let doc = json!({
+        "kind": "hunt",
+        "scenario": sc.name, "model": sc.model.name, "variant": sc.variant.name,
+        "mode": plan.mode(), "strategy": strategy, "threads": sc.threads, "ops": sc.ops,
+        "seeds": format!("{lo}..{hi}"), "shard": format!("{shard_i}/{shard_n}"),
+        "tried": tried, "ran": totals.ran, "failing": failing,
+        "seeds_to_bug": {"median": median, "max": g.last()},
+        "ops_total": totals.ops, "coverage": totals.coverage,
+        "results_dir": hunt_dir.display().to_string(), "elapsed_s": elapsed,
+    });
+    std::fs::create_dir_all(&hunt_dir)
+        .map_err(|e| Error::Fault(format!("cannot create {}: {e}", hunt_dir.display())))?;
+    report::write(&hunt_dir, "hunt.json", &exec::to_json(&doc))?;
+    match a.out.format {
+        Format::Json => print!("{}", exec::to_json(&doc)),
+        Format::Ktap => {
+            // One result per seed tried: failing ones carry their status and run directory.
+            let name = |seed: u64| format!("{}-{} seed {seed}", sc.model.name, sc.variant.name);
+            let cases: Vec<ktap::Case> = tried
+                .iter()
+                .map(|&seed| match failing.iter().find(|f| f["seed"] == seed) {
+                    Some(f) => ktap::Case {
+                        ok: false,
+                        name: name(seed),
+                        skip: None,
+                        diag: vec![
+                            format!(
+                                "{} {}",
+                                f["status"].as_str().unwrap_or(""),
+                                f["invariant"].as_str().unwrap_or("")
+                            ),
+                            format!("run dir: {}", f["run_dir"].as_str().unwrap_or("")),
+                        ],
+                    },
+                    None => ktap::Case {
+                        ok: true,
+                        name: name(seed),
+                        skip: None,
+                        diag: Vec::new(),
+                    },
+                })
+                .collect();
+            print!("{}", ktap::document(&cases));
+        }
+        Format::Human => {
             println!(
                 "hunt {} / {} ({}{}): {} seed(s) tried in {elapsed:.1}s, {} failing",
                 sc.model.name,
@@ -196,6 +255,7 @@ pub fn hunt(a: &HuntArgs) -> Result<i32, Error> {
                 tried.len(),
                 failing.len()
             );
+            println!("  results: {}", hunt_dir.display());
             if let (Some(m), Some(x)) = (median, g.last()) {
                 println!("  seeds to bug: median {m}, max {x}");
             }

@@ -8,6 +8,11 @@ use crate::scenario;
 use serde_json::{json, Value};
 
 pub fn list(a: &ListArgs) -> Result<i32, Error> {
+    if a.format == Format::Ktap {
+        return Err(crate::error::usage(
+            "list has no KTAP form (it lists, it tests nothing): use --format human or json",
+        ));
+    }
     let scenarios = scenario::list(&scenario::scenarios_dir());
     let shown = |v: &&VariantDesc| a.all || !v.hidden();
     if a.format == Format::Json {

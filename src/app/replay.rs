@@ -4,7 +4,10 @@
 
 use super::exec::{self, ConfigFile, Executed, Plan, ScheduleFile};
 use super::hunt::{self, Sweep};
-use crate::cli::{DetArgs, Format, ModeArg, ReplayArgs, StrategyArg};
+use super::ktap;
+use super::run_dir::RunDir;
+use super::target;
+use crate::cli::{Format, ModeArg, ReplayArgs, StrategyArg};
 use crate::engine::Observer;
 use crate::error::{exit, usage, Error};
 use crate::report::{self, hex, progress::Silent};
@@ -13,8 +16,7 @@ use serde_json::json;
 use std::path::Path;
 
 pub fn replay(a: &ReplayArgs) -> Result<i32, Error> {
-    let dir = &a.run_dir;
-    exec::check_run_dir(dir)?;
+    let dir = &target::run_dir(&a.run_dir)?;
     if a.times == 0 {
         return Err(usage("--times must be at least 1"));
     }
@@ -24,7 +26,7 @@ pub fn replay(a: &ReplayArgs) -> Result<i32, Error> {
                 "--det searches a det reproduction of a *stress* run; this run is already det",
             ));
         }
-        return replay_det(dir, a.format);
+        return replay_det(dir, a.out.format, a.out.view);
     }
     let cfg: ConfigFile = exec::read_json(dir, "config.json")?;
     let target: serde_json::Value = exec::read_json(dir, "summary.json")?;
@@ -34,18 +36,13 @@ pub fn replay(a: &ReplayArgs) -> Result<i32, Error> {
     );
     let sc = Scenario::restore(&cfg.scenario)?;
     if a.det {
-        let results = a.results_dir.clone().unwrap_or_else(|| parent(dir));
-        return search_det(sc, &sig, a.budget, &results, a.format);
+        return search_det(sc, &sig, a.budget, &a.out.results_dir, a.out.format);
     }
-    replay_stress(sc, cfg.keep_going, &sig, a.times, a.format)
-}
-
-fn parent(dir: &Path) -> std::path::PathBuf {
-    dir.parent().map_or_else(|| ".".into(), Path::to_path_buf)
+    replay_stress(sc, &sig, a.times, a.out.format)
 }
 
 /// Re-runs the saved schedule and compares exit code and hashes.
-fn replay_det(dir: &Path, format: Format) -> Result<i32, Error> {
+fn replay_det(dir: &Path, format: Format, view: report::View) -> Result<i32, Error> {
     let saved: ScheduleFile = exec::read_json(dir, "schedule.json")?;
     let this = env!("CARGO_PKG_VERSION");
     if saved.kvmtorture_version != this || saved.schedule_format != exec::SCHEDULE_FORMAT {
@@ -73,7 +70,21 @@ fn replay_det(dir: &Path, format: Format) -> Result<i32, Error> {
                 "steps": d.steps, "status": ex.summary.status,
             })
         ),
-        _ => {
+        Format::Ktap => {
+            print!(
+                "{}",
+                ktap::document(&[ktap::Case {
+                    ok: matched,
+                    name: format!("replay {}", dir.display()),
+                    skip: None,
+                    diag: vec![format!(
+                        "{} steps, {} (exit {}), schedule {sh}, trace {th}",
+                        d.steps, ex.summary.status, ex.code
+                    )],
+                }])
+            );
+        }
+        Format::Human => {
             println!(
                 "{}: replayed {} steps → {} (exit {}), schedule {sh}, trace {th}",
                 if matched { "MATCH" } else { "MISMATCH" },
@@ -83,25 +94,35 @@ fn replay_det(dir: &Path, format: Format) -> Result<i32, Error> {
             );
             if !matched {
                 println!(
-                    "  expected exit {}, schedule {}, trace {}",
-                    saved.exit_code, saved.schedule_hash, saved.trace_hash
+                    "  expected exit {}, schedule {}, trace {}: the schedule no longer reproduces its run \
+                     (another kvmtorture version, or a determinism bug: exit {})",
+                    saved.exit_code,
+                    saved.schedule_hash,
+                    saved.trace_hash,
+                    exit::FAULT
+                );
+            }
+            if ex.code != exit::CLEAN {
+                print!(
+                    "{}",
+                    report::interleaving(&ex.outcome, view, Some(report::REPORT_ROWS))
                 );
             }
         }
     }
-    Ok(ex.code)
+    // A replay that no longer reproduces its run is never a success.
+    Ok(if matched { ex.code } else { exit::FAULT })
 }
 
 /// Same seed, `times` times: how often does the original failure come back?
 fn replay_stress(
-    sc: Scenario,
-    keep_going: bool,
+    mut sc: Scenario,
     sig: &(String, Option<String>),
     times: u32,
     format: Format,
 ) -> Result<i32, Error> {
-    let mut plan = Plan::new(sc, &stress_args(), ModeArg::Stress)?;
-    plan.keep_going = keep_going;
+    sc.det.mode = Some(ModeArg::Stress);
+    let plan = Plan::new(sc, ModeArg::Stress)?;
     crate::interrupt::install();
     let mut hits = 0;
     let mut last: Option<Executed> = None;
@@ -129,7 +150,22 @@ fn replay_stress(
             "{}",
             json!({"target_status": sig.0, "target_invariant": sig.1, "times": times, "reproduced": hits, "rate": rate})
         ),
-        _ => println!(
+        Format::Ktap => {
+            print!(
+                "{}",
+                ktap::document(&[ktap::Case {
+                    ok: hits > 0,
+                    name: format!("replay {} seed {}", plan.sc.name, plan.sc.seed),
+                    skip: None,
+                    diag: vec![format!(
+                        "reproduced {hits}/{times} of {} {}",
+                        sig.0,
+                        sig.1.as_deref().unwrap_or("")
+                    )],
+                }])
+            );
+        }
+        Format::Human => println!(
             "reproduced {hits}/{times} ({:.0}%) of {}{} with seed {}",
             rate * 100.0,
             sig.0,
@@ -145,17 +181,6 @@ fn replay_stress(
     })
 }
 
-fn stress_args() -> DetArgs {
-    DetArgs {
-        mode: Some(ModeArg::Stress),
-        strategy: StrategyArg::Pct,
-        pct_depth: 3,
-        pct_steps: None,
-        switch_prob: 0.05,
-        max_idle_steps: 1_000_000,
-    }
-}
-
 /// Tries det seeds 1..=budget of the same configuration (PCT, then random) for a run
 /// that fails with the same status and invariant; saves the first one found.
 fn search_det(
@@ -165,11 +190,11 @@ fn search_det(
     results: &Path,
     format: Format,
 ) -> Result<i32, Error> {
-    let mut args = stress_args();
-    args.mode = Some(ModeArg::Det);
     for strategy in [StrategyArg::Random, StrategyArg::Pct] {
-        args.strategy = strategy;
-        let plan = Plan::new(sc.clone(), &args, ModeArg::Det)?;
+        let mut sc = sc.clone();
+        sc.det.mode = Some(ModeArg::Det);
+        sc.det.strategy = strategy;
+        let plan = Plan::new(sc, ModeArg::Det)?;
         let sweep = Sweep {
             seeds: (1..=budget).collect(),
             jobs: None,
@@ -178,9 +203,9 @@ fn search_det(
         let found = hunt::sweep(&plan, &sweep, &|ex| &ex.signature() == sig, &|_, ex| ex);
         if let Some((seed, mut ex)) = found.into_iter().next() {
             let p = plan.with_seed(seed);
-            let dir = report::create_run_dir(results, &p.sc.name, p.sc.variant.name, seed)?;
-            exec::save_plan(&dir, &p)?;
-            exec::save_result(&dir, &p, &mut ex)?;
+            let dir = RunDir::create(results, &p)?;
+            dir.finish(&p, &mut ex)?;
+            let dir = dir.path();
             match format {
                 Format::Json => println!(
                     "{}",

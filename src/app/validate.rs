@@ -4,9 +4,11 @@
 //! in the time a CI job can spare. A surprise keeps its run directory.
 
 use super::exec::{self, Plan};
+use super::ktap;
 use super::list::expect_text;
 use super::run::load_scenario;
-use crate::cli::{ModeArg, ValidateArgs};
+use super::run_dir::RunDir;
+use crate::cli::{Format, ModeArg, ValidateArgs};
 use crate::error::{exit, Error};
 use crate::model::{self, Cell, Expect, ModelDesc, VariantDesc, VariantKind};
 use crate::report::{self, progress::Silent};
@@ -16,6 +18,10 @@ use crate::scenario::{self, Overrides};
 struct Verdict {
     ok: bool,
     line: String,
+    /// The first invariant the run saw.
+    invariant: Option<String>,
+    /// Kept only for a surprise.
+    run_dir: Option<String>,
 }
 
 /// One case: a variant in one configuration.
@@ -68,19 +74,45 @@ pub fn cases(only: Option<&'static ModelDesc>, mutants: bool) -> Vec<Case> {
 pub fn validate(a: &ValidateArgs) -> Result<i32, Error> {
     let only = a.model.as_deref().map(scenario::find_model).transpose()?;
     let cases = cases(only, a.mutants);
-    report::print_line(&format!("KTAP version 1\n1..{}", cases.len()));
-    let (mut passed, mut failed) = (0, 0);
-    for (i, case) in cases.iter().enumerate() {
-        let verdict = check(a, case)?;
-        let ok = if verdict.ok { "ok" } else { "not ok" };
-        report::print_line(&format!("{ok} {} {} # {}", i + 1, case.label(), verdict.line));
-        if verdict.ok {
-            passed += 1;
-        } else {
-            failed += 1;
-        }
+    // KTAP streams a result per case as it finishes (the human form is KTAP too, as
+    // kselftest's is); JSON comes whole at the end.
+    let ktap_out = a.out.format != Format::Json;
+    if ktap_out {
+        print!("{}", ktap::header(cases.len()));
     }
-    report::print_line(&format!("validate: {passed} passed, {failed} failed"));
+    let mut results = Vec::new();
+    for (i, case) in cases.iter().enumerate() {
+        let v = check(a, case)?;
+        let mut diag = vec![v.line.clone()];
+        diag.extend(v.invariant.iter().map(|x| format!("invariant: {x}")));
+        diag.extend(v.run_dir.iter().map(|d| format!("run dir: {d}")));
+        let k = ktap::Case {
+            ok: v.ok,
+            name: case.label(),
+            skip: None,
+            diag,
+        };
+        if ktap_out {
+            print!("{}", ktap::case_lines(i + 1, &k));
+        }
+        results.push((case.label(), v));
+    }
+    let failed = results.iter().filter(|(_, v)| !v.ok).count();
+    let passed = results.len() - failed;
+    match a.out.format {
+        Format::Json => print!(
+            "{}",
+            exec::to_json(&serde_json::json!({
+                "passed": passed, "failed": failed,
+                "cases": results.iter().map(|(label, v)| serde_json::json!({
+                    "case": label, "ok": v.ok, "detail": v.line,
+                    "invariant": v.invariant, "run_dir": v.run_dir,
+                })).collect::<Vec<_>>(),
+            }))
+        ),
+        // The plain closing line CI tooling reads.
+        _ => report::print_line(&format!("validate: {passed} passed, {failed} failed")),
+    }
     Ok(if failed == 0 { exit::CLEAN } else { exit::VIOLATION })
 }
 
@@ -95,16 +127,18 @@ fn check(a: &ValidateArgs, case: &Case) -> Result<Verdict, Error> {
         duration: Some(a.duration),
         ops: a.ops,
         seed: Some(a.seed),
-        params: case.cell.params.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+        mode: a.mode,
+        param_flags: case.cell.params.iter().map(|(k, v)| format!("{k}={v}")).collect(),
         ..Overrides::default()
     };
     let name = format!("{}-{}", m.name, v.name);
-    let shipped = scenario::scenarios_dir().join(format!("{name}.toml")).is_file();
+    let shipped = scenario::load_named(&name).is_ok();
     let sc = load_scenario(shipped.then_some(name.as_str()), &o)?;
-    let plan = Plan::new(sc, &a.det, ModeArg::Stress)?;
+    let plan = Plan::new(sc, ModeArg::Stress)?;
     let mut ex = exec::execute(&plan, &crate::interrupt::requested, &mut Silent)?;
     let s = &ex.summary;
     let first = s.violations.first().map_or("", |x| x.invariant.as_str());
+    let invariant = (!first.is_empty()).then(|| first.to_string());
     let uncovered: Vec<&str> = s
         .coverage
         .iter()
@@ -143,13 +177,19 @@ fn check(a: &ValidateArgs, case: &Case) -> Result<Verdict, Error> {
         ),
     };
     if !ok {
-        let dir = report::create_run_dir(&a.results_dir, &plan.sc.name, v.name, plan.sc.seed)?;
-        exec::save_plan(&dir, &plan)?;
-        exec::save_result(&dir, &plan, &mut ex)?;
+        let dir = RunDir::create(&a.out.results_dir, &plan)?;
+        dir.finish(&plan, &mut ex)?;
         return Ok(Verdict {
             ok,
-            line: format!("{line} (see {})", dir.display()),
+            line,
+            invariant,
+            run_dir: Some(dir.path().display().to_string()),
         });
     }
-    Ok(Verdict { ok, line })
+    Ok(Verdict {
+        ok,
+        line,
+        invariant,
+        run_dir: None,
+    })
 }

@@ -32,6 +32,9 @@ pub struct RunConfig {
     pub duration: Option<Duration>,
     /// Ops per worker; `None` is unbounded.
     pub ops_per_worker: Option<u64>,
+    /// Det shrinking: ops left out, as (worker, op number). The worker still draws
+    /// the op from its stream but does not run it (see [`worker`]).
+    pub skip_ops: Vec<(usize, u64)>,
     pub seed: u64,
     pub delay_prob: f64,
     pub window_boost: f64,
@@ -69,18 +72,7 @@ pub struct Found {
     pub violation: Violation,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status {
-    Clean,
-    Violation,
-    Stall,
-    Fault,
-    Interrupted,
-    /// Det mode: every live thread waited for another.
-    Deadlock,
-    /// Det mode: steps went on but no op completed within the budget.
-    Livelock,
-}
+pub use crate::status::Status;
 
 /// Everything a run produced.
 pub struct Outcome {
@@ -95,6 +87,9 @@ pub struct Outcome {
     /// Worker indices the watchdog saw without progress.
     pub stalled: Vec<usize>,
     pub recorder: Arc<Recorder>,
+    /// Each worker's column label in reports: `w0 resizer`, `w2 vCPU` (its index
+    /// and its roles from the descriptor).
+    pub worker_labels: Vec<String>,
     pub model_dump: String,
     /// The scheduler's record of a det run.
     pub det: Option<DetOutcome>,
@@ -217,7 +212,12 @@ pub fn run(
             .expect("spawn worker thread");
     }
     let (interrupt, stalled) = monitor(&shared, interrupted, obs);
-    finish(shared, interrupt, stalled)
+    let labels = roles
+        .iter()
+        .enumerate()
+        .map(|(w, &mask)| format!("w{w} {}", desc.roles_label(mask)))
+        .collect();
+    finish(shared, interrupt, stalled, labels)
 }
 
 /// The main thread's loop: deadlines, interrupts, periodic deep checks, progress and
@@ -279,7 +279,7 @@ fn monitor(sh: &Shared, interrupted: &dyn Fn() -> bool, obs: &mut dyn Observer) 
     }
 }
 
-fn finish(sh: Arc<Shared>, interrupt: bool, stalled: Vec<usize>) -> Outcome {
+fn finish(sh: Arc<Shared>, interrupt: bool, stalled: Vec<usize>, worker_labels: Vec<String>) -> Outcome {
     let det = sh.det.as_ref().map(|d| d.outcome());
     let hang = det.as_ref().and_then(|d| d.hang);
     let clean_stop = stalled.is_empty() && hang.is_none();
@@ -330,6 +330,7 @@ fn finish(sh: Arc<Shared>, interrupt: bool, stalled: Vec<usize>) -> Outcome {
         fault,
         stalled,
         recorder: Arc::clone(&sh.recorder),
+        worker_labels,
         model_dump: sh.model.dump(),
         det,
     }

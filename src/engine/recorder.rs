@@ -2,8 +2,11 @@
 //!
 //! A fixed ring per worker (memory bounded by configuration, not run length). The
 //! owner is the only writer; the monitor reads it only to render a report, so the
-//! per-ring std mutex is uncontended on the hot path.
+//! per-ring std mutex is uncontended on the hot path. Each ring's lock sits on its
+//! own cache line: adjacent workers' locks on one line made every record a cache
+//! miss for both (false sharing), which serialised the workers.
 
+use crossbeam_utils::CachePadded;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -17,6 +20,8 @@ pub enum Kind {
     End,
     Failed,
     Event,
+    /// The running op's arguments (shown in its header by the protocol view).
+    Args,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -24,7 +29,9 @@ pub struct Entry {
     /// Nanoseconds since the start, or the det step number (see [`Recorder::steps`]).
     pub t_ns: u64,
     pub kind: Kind,
-    /// Op name for Begin/End/Failed, event name for Event.
+    /// Op name for Begin/End/Failed; for Event and Args a name that may carry a
+    /// format for its arguments (`"h_enter hpte={a} gfn={b}"`, see
+    /// [`crate::model::Ctx::event`]).
     pub what: &'static str,
     pub a: u64,
     pub b: u64,
@@ -77,7 +84,7 @@ enum Clock {
 /// All workers' rings.
 pub struct Recorder {
     clock: Clock,
-    rings: Vec<Mutex<Ring>>,
+    rings: Vec<CachePadded<Mutex<Ring>>>,
 }
 
 impl Recorder {
@@ -93,7 +100,9 @@ impl Recorder {
     fn with_clock(workers: usize, clock: Clock) -> Self {
         Recorder {
             clock,
-            rings: (0..workers).map(|_| Mutex::new(Ring::new())).collect(),
+            rings: (0..workers)
+                .map(|_| CachePadded::new(Mutex::new(Ring::new())))
+                .collect(),
         }
     }
 
@@ -111,7 +120,7 @@ impl Recorder {
         match kind {
             Kind::Begin => r.current = Some(what),
             Kind::End | Kind::Failed => r.current = None,
-            Kind::Event => {}
+            Kind::Event | Kind::Args => {}
         }
         r.push(Entry {
             t_ns,

@@ -3,7 +3,8 @@
 use super::{counters::WorkerCounters, recorder::Kind, Shared};
 use crate::model::Ctx;
 use crate::rng::{Rng, Stream};
-use crate::sched::{self, det, stress::Injector, Mode};
+use crate::sched::stress::{Injection, Injector};
+use crate::sched::{self, det, Mode};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -36,6 +37,10 @@ impl Ctx for OpCtx<'_> {
 
     fn event(&self, what: &'static str, a: u64, b: u64) {
         self.shared.recorder.record(self.worker, Kind::Event, what, a, b);
+    }
+
+    fn op_args(&self, what: &'static str, a: u64, b: u64) {
+        self.shared.recorder.record(self.worker, Kind::Args, what, a, b);
     }
 }
 
@@ -84,11 +89,14 @@ pub(super) fn run(shared: Arc<Shared>, idx: usize, mix: Mix) {
         })),
         None => sched::enter(Mode::Stress(Injector::new(
             Rng::stream(cfg.seed, Stream::Delays, idx as u64),
-            cfg.delay_prob,
-            cfg.window_boost,
+            Injection {
+                prob: cfg.delay_prob,
+                window_boost: cfg.window_boost,
+            },
         ))),
     };
     let body = catch_unwind(AssertUnwindSafe(|| {
+        crate::sync::holder::set_current(idx as u32);
         if let Some(d) = &shared.det {
             d.attach(idx);
         }
@@ -134,6 +142,12 @@ fn ops_loop(shared: &Shared, idx: usize, mix: &Mix) {
             continue;
         }
         let op = mix.pick(&mut rng);
+        if cfg.skip_ops.contains(&(idx, done)) {
+            // Deleted by `shrink`: the pick is drawn, so the worker's later picks
+            // are unchanged (its later ops' own draws shift by what this one drew).
+            done += 1;
+            continue;
+        }
         let name = ops[op].name;
         shared.recorder.record(idx, Kind::Begin, name, done, 0);
         sched::op(Some(name));

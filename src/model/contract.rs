@@ -24,7 +24,34 @@ pub trait Ctx {
     fn cover(&self, id: usize);
     /// Notes a protocol event in the flight recorder (shown in failure reports and
     /// the protocol view). `what` names the event; `a` and `b` are its arguments.
+    /// `what` may place them: `{a}`/`{b}` print decimal, `{a:x}`/`{b:x}` hex
+    /// (`"H_ENTER hpte {a} gfn {b}"`); a name without braces is shown with `a=… b=…`
+    /// when they are not both zero.
     fn event(&self, what: &'static str, a: u64, b: u64);
+    /// Names the running op's arguments, in the same format as [`event`](Self::event)
+    /// (`"gpc{a} gpa={b:x}"`): the protocol view puts them in the op's header. Models
+    /// call it at most once per op, before the first preemption point.
+    fn op_args(&self, what: &'static str, a: u64, b: u64) {
+        self.event(what, a, b);
+    }
+}
+
+/// The text of an [`event`](Ctx::event) or [`op_args`](Ctx::op_args): `what` with its `{a}`, `{b}`
+/// (decimal) and `{a:x}`, `{b:x}` (hex) placeholders filled in; a plain name gets
+/// `a=… b=…` appended unless both are zero.
+pub fn event_text(what: &str, a: u64, b: u64) -> String {
+    if what.contains('{') {
+        return what
+            .replace("{a:x}", &format!("{a:#x}"))
+            .replace("{b:x}", &format!("{b:#x}"))
+            .replace("{a}", &a.to_string())
+            .replace("{b}", &b.to_string());
+    }
+    if a == 0 && b == 0 {
+        what.to_string()
+    } else {
+        format!("{what} a={a:#x} b={b:#x}")
+    }
 }
 
 /// An invariant that failed, with what a kernel developer needs to see.

@@ -145,6 +145,26 @@ pub struct VariantDesc {
 }
 
 impl VariantDesc {
+    /// A mutant: a slip in the fixed path that no kernel commit made, caught by one of
+    /// `caught` (every mutant is declared through this, so they differ only in what
+    /// they say).
+    pub const fn mutant(
+        name: &'static str,
+        caught: &'static [&'static str],
+        needs_concurrency: bool,
+        doc: &'static str,
+    ) -> VariantDesc {
+        VariantDesc {
+            name,
+            commit: "none (mutant)",
+            kind: VariantKind::Mutant,
+            expect: Expect::Caught(caught),
+            cells: &[],
+            needs_concurrency,
+            doc,
+        }
+    }
+
     /// True for variants the default `list` and `validate` leave out.
     pub fn hidden(&self) -> bool {
         matches!(self.kind, VariantKind::Mutant | VariantKind::Unconfirmed)

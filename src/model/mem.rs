@@ -305,6 +305,28 @@ impl Arena {
         self.put(pfn, why)
     }
 
+    /// One more host page-table entry comes to point at the live page `pfn`
+    /// (`get_page()` + `page_add_anon_rmap()`, as `replace_page()` does for a KSM page).
+    #[track_caller]
+    pub fn map_host(&self, pfn: Pfn, why: &'static str) -> Result<(), Violation> {
+        let page = self.page_or(pfn, "M1", why, "host map")?;
+        let mut p = page.lock();
+        if !p.allocated || p.refcount <= 0 {
+            return Err(self.refuse(
+                p,
+                pfn,
+                "M1",
+                why,
+                "BAD host map",
+                format!("{why}: host map of free pfn {pfn}"),
+            ));
+        }
+        p.refcount += 1;
+        p.mapcount += 1;
+        self.log(&mut p, "host map", why);
+        Ok(())
+    }
+
     /// `get_page_unless_zero()`, as GUP does: takes a reference if the page is live.
     #[track_caller]
     pub fn try_get(&self, pfn: Pfn, why: &'static str) -> bool {
@@ -406,6 +428,24 @@ impl Arena {
             self.log(&mut p, "unpin", why);
         }
         self.put(pfn, why)
+    }
+
+    /// The host reclaims an idle page and at once reuses it for the same frame (a
+    /// `put` to zero and a fresh allocation in one step): the generation moves, so
+    /// every token or mapping taken before names a dead page. Refused (`false`)
+    /// while the page is pinned, mapped by the kernel or holds an extra reference,
+    /// so a pin in progress (`try_get` done, pin not yet kept) is never lost.
+    #[track_caller]
+    pub fn recycle(&self, pfn: Pfn, why: &'static str) -> bool {
+        let Some(page) = self.page(pfn) else { return false };
+        let mut p = page.lock();
+        if !p.allocated || p.pins != 0 || p.kmaps != 0 || p.refcount != p.mapcount {
+            return false;
+        }
+        self.log(&mut p, "reclaim -> FREED", why);
+        p.gen += 1;
+        self.log(&mut p, "reused", why);
+        true
     }
 
     /// `kmap()`: maps a page the caller holds a reference on. `Ok(None)` if every
@@ -665,6 +705,26 @@ mod tests {
         a.access(k, 8, "t").unwrap();
         a.kunmap(k, "t").unwrap();
         assert_eq!(a.access(k, 8, "t").unwrap_err().invariant, "I3");
+    }
+
+    #[test]
+    fn recycle_moves_the_generation_only_of_an_idle_page() {
+        let a = arena();
+        let p = a.alloc_mapped("t").unwrap();
+        let g = a.state(p).unwrap().gen;
+        assert!(a.try_get(p, "pin"));
+        assert!(
+            !a.recycle(p, "m"),
+            "a page with a reference in flight is not reclaimed"
+        );
+        a.keep_as_pin(p, "pin").unwrap();
+        assert!(!a.recycle(p, "m"), "a pinned page is not reclaimed");
+        a.unpin(p, "pin").unwrap();
+        assert!(a.recycle(p, "m"));
+        let st = a.state(p).unwrap();
+        assert!(st.allocated);
+        assert_eq!(st.gen, g + 1);
+        assert!(a.describe(p).contains("reclaim -> FREED"));
     }
 
     #[test]

@@ -11,13 +11,16 @@
 
 pub mod contract;
 pub mod desc;
+pub mod hash_protect;
 pub mod hpt;
 pub mod mem;
+pub mod memslot;
 pub mod notifier;
 pub mod pfncache;
 pub mod testing;
+pub mod vpa;
 
-pub use contract::{Ctx, Model, Violation};
+pub use contract::{event_text, Ctx, Model, Violation};
 pub use desc::{
     Cell, CoverDesc, Expect, ModelConfig, ModelDesc, OpDesc, ParamDesc, ParamKind, ParamValue, Params,
     RoleDesc, VariantDesc, VariantKind,
@@ -25,7 +28,14 @@ pub use desc::{
 
 /// Every model kvmtorture knows, the hidden self-test model last.
 pub fn registry() -> &'static [&'static ModelDesc] {
-    static MODELS: &[&ModelDesc] = &[&hpt::DESC, &pfncache::DESC, &testing::DESC];
+    static MODELS: &[&ModelDesc] = &[
+        &hpt::DESC,
+        &pfncache::DESC,
+        &vpa::DESC,
+        &memslot::DESC,
+        &hash_protect::DESC,
+        &testing::DESC,
+    ];
     MODELS
 }
 

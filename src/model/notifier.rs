@@ -20,8 +20,10 @@ use super::mem::{Arena, Pfn, PAGE_SIZE};
 use super::Violation;
 use crate::sync::Backoff;
 use crate::sync::{AtomicU32, AtomicU64, RawSpinLock, Srcu};
+use std::collections::VecDeque;
 use std::fmt::Write;
-use std::sync::atomic::Ordering::{AcqRel, Acquire, Release};
+use std::sync::atomic::AtomicU64 as StdU64;
+use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
 
 /// `KVM_HVA_ERR_BAD` (`PAGE_OFFSET`): every address at or above it is an error hva.
 pub const HVA_ERR_BAD: u64 = 0xffff_8000_0000_0000;
@@ -153,6 +155,9 @@ pub enum Change {
 /// The gpc walk run inside `invalidate_range_start()`: `gfn_to_pfn_cache_invalidate_start()`.
 pub type Walk<'a> = &'a mut dyn FnMut(u64, u64) -> Result<(), Violation>;
 
+/// Memslot sets the oracle of [`Mmu::translations_since`] remembers.
+const ORACLE_GENERATIONS: usize = 64;
+
 /// The per-VM notifier state and memslots.
 pub struct Mmu {
     pub arena: Arena,
@@ -169,6 +174,13 @@ pub struct Mmu {
     /// `kvm->slots_lock`: one memslot update at a time.
     slots_lock: RawSpinLock,
     srcu: Srcu,
+    /// Ghost, for checks only: the invalidations whose gpc walk is done and whose
+    /// `mmu_invalidate_in_progress++` is not (the window 58cd407c closed).
+    walked_not_begun: StdU64,
+    /// Ghost oracle of the recent memslot sets: (epoch, slot states) of each set
+    /// published, newest last, remembered just before it is published.
+    oracle: std::sync::Mutex<VecDeque<(u64, Vec<SlotState>)>>,
+    oracle_next: StdU64,
 }
 
 /// Why `mmu_notifier_retry_cache()` said retry.
@@ -219,6 +231,12 @@ impl Mmu {
             active: AtomicU32::new(0),
             slots_lock: RawSpinLock::new(),
             srcu: Srcu::new(),
+            walked_not_begun: StdU64::new(0),
+            oracle: std::sync::Mutex::new(VecDeque::from([(
+                0,
+                vec![SlotState::decode(initial); layout.slots],
+            )])),
+            oracle_next: StdU64::new(1),
         }
     }
 
@@ -257,6 +275,22 @@ impl Mmu {
     /// The range is always finished, even if the walk or the page table reports a
     /// violation, so no counter is left raised for other threads to wait on.
     pub fn invalidate(&self, first: u64, npages: u64, change: Change, walk: Walk) -> Result<(), Violation> {
+        self.invalidate_and_unmap(first, npages, change, walk, &mut |_, _| Ok(()))
+    }
+
+    /// [`invalidate`](Self::invalidate) for a VM with an rmap-based secondary MMU:
+    /// `unmap` is its `kvm_unmap_gfn_range()` (HPT: `kvm_unmap_rmapp()` per gfn), run
+    /// with `mmu_lock` held right after `mmu_invalidate_in_progress++`, for the hva
+    /// range `[start, end)` of the memslot the range overlaps; the old pages are freed
+    /// only after it.
+    pub fn invalidate_and_unmap(
+        &self,
+        first: u64,
+        npages: u64,
+        change: Change,
+        walk: Walk,
+        unmap: Walk,
+    ) -> Result<(), Violation> {
         let pages = first..(first + npages).min(self.layout.hva_pages());
         let mut new = Vec::with_capacity(pages.clone().count());
         if change == Change::Replace {
@@ -268,7 +302,7 @@ impl Mmu {
             }
         }
         let (start, end) = (self.layout.hva(pages.start), self.layout.hva(pages.end));
-        let mut result = self.invalidate_range_start(start, end, walk);
+        let mut result = self.invalidate_range_start(start, end, walk, unmap);
         crate::window!("notifier.before_pte_change");
         // The primary MMU changes the ptes and frees the old pages only now.
         for (page, pfn) in pages.zip(new) {
@@ -282,19 +316,27 @@ impl Mmu {
 
     /// `kvm_mmu_notifier_invalidate_range_start()`: raise the count, walk the caches,
     /// then (if a memslot overlaps) `mmu_invalidate_in_progress++` under `mmu_lock`.
-    fn invalidate_range_start(&self, start: u64, end: u64, walk: Walk) -> Result<(), Violation> {
+    fn invalidate_range_start(&self, start: u64, end: u64, walk: Walk, unmap: Walk) -> Result<(), Violation> {
         self.mn_invalidate_lock.lock();
         self.mn_active_invalidate_count.fetch_add(1, AcqRel);
         self.mn_invalidate_lock.unlock();
         crate::window!("range_start.before_gpc_walk");
         let walked = walk(start, end);
+        self.walked_not_begun.fetch_add(1, Relaxed);
         // The window 58cd407c is about: caches are invalidated, in_progress is not up yet.
         crate::window!("range_start.before_in_progress");
-        let begun = self.handle_hva_range(start, end, |m| {
+        let mut begun = false;
+        let unmapped = self.handle_hva_range(start, end, |m| {
             m.mmu_invalidate_in_progress.fetch_add(1, AcqRel);
-            Ok(())
+            begun = true;
+            m.walked_not_begun.fetch_sub(1, Relaxed);
+            unmap(start, end)
         });
-        walked.and(begun)
+        if !begun {
+            // No memslot overlaps the range: in_progress never rises for it.
+            self.walked_not_begun.fetch_sub(1, Relaxed);
+        }
+        walked.and(unmapped)
     }
 
     /// `kvm_mmu_notifier_invalidate_range_end()`: `seq++; smp_wmb(); in_progress--`
@@ -487,6 +529,7 @@ impl Mmu {
             w.store(st.encode(), Release);
         }
         next.generation.store(gen | GEN_UPDATE_IN_PROGRESS, Release);
+        self.remember(&slots);
         let mut waited = false;
         let mut b = Backoff::new("memslots.wait_for_invalidations");
         self.mn_invalidate_lock.lock();
@@ -503,6 +546,86 @@ impl Mmu {
         next.generation
             .store((gen & !GEN_UPDATE_IN_PROGRESS) + 1, Release);
         waited
+    }
+
+    // ---- what an rmap-based secondary MMU (HPT) reads ------------------------------
+
+    /// `kvm->mmu_lock`, which the HPT's fault path and resize pivot take too.
+    pub fn mmu_lock(&self) -> &RawSpinLock {
+        &self.mmu_lock
+    }
+
+    /// `kvm->srcu`, which memslot updates and the HPT's pivot synchronise.
+    pub fn srcu(&self) -> &Srcu {
+        &self.srcu
+    }
+
+    /// `mmu_invalidate_retry(kvm, mmu_seq)` (include/linux/kvm_host.h), called by
+    /// `kvmppc_book3s_hv_page_fault()` and `kvmppc_do_h_enter()` with the rmap lock
+    /// held: `in_progress`, `smp_rmb()`, then the sequence.
+    pub fn invalidate_retry(&self, mmu_seq: u64) -> bool {
+        if self.mmu_invalidate_in_progress.load(Acquire) != 0 {
+            return true;
+        }
+        crate::sync::atomic::fence();
+        self.mmu_invalidate_seq.load(Acquire) != mmu_seq
+    }
+
+    // ---- ghost state for checks and coverage ---------------------------------------
+
+    /// An invalidation is between its gpc walk and `mmu_invalidate_in_progress++`
+    /// (coverage of 58cd407c's window; no preemption point).
+    pub fn in_walk_to_begin_window(&self) -> bool {
+        self.walked_not_begun.load(Relaxed) != 0
+    }
+
+    /// The oracle's clock: how many memslot sets it has seen. Read before a
+    /// `kvm_gpc_check()`, it bounds which sets the check may have been made against.
+    pub fn oracle_epoch(&self) -> u64 {
+        self.oracle_next.load(Relaxed)
+    }
+
+    /// The oracle: the hvas `gpa` has in every memslot set that may have been active
+    /// at some moment since `epoch` (the set active then and every later one; an
+    /// unusable slot gives [`HVA_ERR_BAD`]). `None` if the oracle has forgotten a set
+    /// it would need.
+    pub fn translations_since(&self, epoch: u64, gpa: u64) -> Option<Vec<u64>> {
+        let oracle = self.oracle.lock().unwrap_or_else(|e| e.into_inner());
+        // A set is remembered just before it is published: at `epoch` the active set
+        // may be the one before the last remembered.
+        let from = epoch.saturating_sub(2);
+        if oracle.front().is_some_and(|(n, _)| *n > from) {
+            return None;
+        }
+        let gfn = gpa / PAGE_SIZE;
+        Some(
+            oracle
+                .iter()
+                .filter(|(n, _)| *n >= from)
+                .map(|(_, slots)| {
+                    if is_error_gpa(gpa) || gfn >= self.layout.gfns() {
+                        return HVA_ERR_BAD;
+                    }
+                    let slot = (gfn / self.layout.slot_pages) as usize;
+                    let st = slots[slot];
+                    if st.present && !st.invalid {
+                        let page = self.layout.region(slot, st.alt) + gfn % self.layout.slot_pages;
+                        self.layout.hva(page) + offset_in_page(gpa)
+                    } else {
+                        HVA_ERR_BAD
+                    }
+                })
+                .collect(),
+        )
+    }
+
+    fn remember(&self, slots: &[SlotState]) {
+        let mut oracle = self.oracle.lock().unwrap_or_else(|e| e.into_inner());
+        if oracle.len() == ORACLE_GENERATIONS {
+            oracle.pop_front();
+        }
+        let n = self.oracle_next.fetch_add(1, Relaxed);
+        oracle.push_back((n, slots.to_vec()));
     }
 
     // ---- checks and dumps ----------------------------------------------------------
@@ -678,5 +801,155 @@ mod tests {
         });
         assert_eq!(r.unwrap_err().invariant, "I3");
         m.check_quiescent().unwrap();
+    }
+}
+
+// ==== Invalidation counters with an arch MMU behind them (memslot model) ==============
+//
+// The same kvm_main.c state as [`Mmu`]'s counters, for a model whose secondary MMU has
+// page tables of its own (arm64 stage 2): `mmu_lock` is an rwlock (faults map under it
+// for read, notifiers zap under it for write), each counter change is returned to the
+// caller so it can run the arch handler (`kvm_unmap_gfn_range()`) between them, and
+// the memslot swap really sleeps on `mn_memslots_update_rcuwait` until
+// `kvm_mmu_notifier_invalidate_range_end()` wakes it. Kept beside [`Mmu`] rather than
+// inside it so that pfncache's notifier is untouched; both follow the same functions.
+
+/// A counter that would have gone below zero (the kernel's `BUG_ON`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Underflow(pub &'static str);
+
+/// `kvm->mn_invalidate_lock`, `mn_active_invalidate_count`, `mn_memslots_update_rcuwait`,
+/// `mmu_lock`, `mmu_invalidate_in_progress` and `mmu_invalidate_seq`.
+#[derive(Debug, Default)]
+pub struct Invalidations {
+    mn_invalidate_lock: RawSpinLock,
+    mn_active_invalidate_count: AtomicU64,
+    /// `kvm->mmu_lock`; callers take it around [`begin`](Self::begin),
+    /// [`end`](Self::end) and their handlers.
+    pub mmu_lock: crate::sync::RawRwLock,
+    mmu_invalidate_in_progress: AtomicU64,
+    mmu_invalidate_seq: AtomicU64,
+    /// Bumped by every `rcuwait_wake_up()`: a sleeper waits for it to move.
+    wakeups: AtomicU64,
+}
+
+impl Invalidations {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// `kvm_mmu_notifier_invalidate_range_start()`'s first step:
+    /// `mn_active_invalidate_count++` under `mn_invalidate_lock`.
+    pub fn count_up(&self) {
+        self.mn_invalidate_lock.lock();
+        self.mn_active_invalidate_count.fetch_add(1, AcqRel);
+        self.mn_invalidate_lock.unlock();
+    }
+
+    /// `kvm_mmu_notifier_invalidate_range_end()`'s last step: `--count` under the lock,
+    /// then `rcuwait_wake_up()` if it reached zero (outside the lock, as the kernel).
+    pub fn count_down(&self) -> Result<(), Underflow> {
+        self.mn_invalidate_lock.lock();
+        let prev = self.mn_active_invalidate_count.fetch_sub(1, AcqRel);
+        if prev == 0 {
+            self.mn_active_invalidate_count.fetch_add(1, AcqRel);
+        }
+        self.mn_invalidate_lock.unlock();
+        match prev {
+            0 => Err(Underflow("mn_active_invalidate_count")),
+            1 => {
+                crate::window!("range_end.before_wake");
+                self.wakeups.fetch_add(1, Release);
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// `kvm_mmu_invalidate_begin()` (caller holds `mmu_lock` for write).
+    pub fn begin(&self) {
+        self.mmu_invalidate_in_progress.fetch_add(1, AcqRel);
+    }
+
+    /// `kvm_mmu_invalidate_end()` (caller holds `mmu_lock` for write):
+    /// `seq++; smp_wmb(); in_progress--`. `bump_seq` false leaves the sequence alone.
+    pub fn end(&self, bump_seq: bool) -> Result<(), Underflow> {
+        if bump_seq {
+            self.mmu_invalidate_seq.fetch_add(1, Release);
+        }
+        match self.mmu_invalidate_in_progress.fetch_sub(1, AcqRel) {
+            0 => {
+                self.mmu_invalidate_in_progress.fetch_add(1, AcqRel);
+                Err(Underflow("mmu_invalidate_in_progress"))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// `READ_ONCE(kvm->mn_active_invalidate_count)`.
+    pub fn count(&self) -> u64 {
+        self.mn_active_invalidate_count.load(Acquire)
+    }
+
+    /// `READ_ONCE(kvm->mmu_invalidate_in_progress)`.
+    pub fn in_progress(&self) -> u64 {
+        self.mmu_invalidate_in_progress.load(Acquire)
+    }
+
+    /// `mmu_seq = kvm->mmu_invalidate_seq; smp_rmb();` at the start of a fault.
+    pub fn seq(&self) -> u64 {
+        self.mmu_invalidate_seq.load(Acquire)
+    }
+
+    /// `mmu_invalidate_retry()` (caller holds `mmu_lock`): in progress, or the
+    /// sequence moved. `check_in_progress` false tests the sequence only.
+    pub fn retry(&self, mmu_seq: u64, check_in_progress: bool) -> bool {
+        (check_in_progress && self.mmu_invalidate_in_progress.load(Acquire) != 0)
+            || self.mmu_invalidate_seq.load(Acquire) != mmu_seq
+    }
+
+    /// The middle of `kvm_swap_active_memslots()`: under `mn_invalidate_lock`, sleep
+    /// while `mn_active_invalidate_count != 0` (dropping the lock while asleep), then
+    /// run `publish` (`rcu_assign_pointer()`) before unlocking. Returns whether it
+    /// slept and the count `publish` ran with. `wait` false publishes at once (before
+    /// 52ac8b358b0c).
+    pub fn publish_when_idle(&self, wait: bool, publish: impl FnOnce()) -> (bool, u64) {
+        let mut slept = false;
+        let mut b = Backoff::new("memslots.swap.wait_for_invalidations");
+        self.mn_invalidate_lock.lock();
+        while wait && self.mn_active_invalidate_count.load(Acquire) != 0 {
+            // prepare_to_rcuwait(); set_current_state(); unlock; schedule().
+            slept = true;
+            let token = self.wakeups.load(Acquire);
+            self.mn_invalidate_lock.unlock();
+            while self.wakeups.load(Acquire) == token {
+                b.spin();
+            }
+            self.mn_invalidate_lock.lock();
+        }
+        let count = self.mn_active_invalidate_count.load(Acquire);
+        publish();
+        self.mn_invalidate_lock.unlock();
+        (slept, count)
+    }
+
+    /// Counters without a preemption point (checks and dumps): count, in_progress, seq.
+    pub fn peek(&self) -> (u64, u64, u64) {
+        (
+            self.mn_active_invalidate_count.peek(),
+            self.mmu_invalidate_in_progress.peek(),
+            self.mmu_invalidate_seq.peek(),
+        )
+    }
+
+    /// Which of the locks is still held (quiescent checks).
+    pub fn held_lock(&self) -> Option<&'static str> {
+        if self.mn_invalidate_lock.is_locked() {
+            Some("mn_invalidate_lock")
+        } else if self.mmu_lock.is_write_locked() || self.mmu_lock.readers() != 0 {
+            Some("mmu_lock")
+        } else {
+            None
+        }
     }
 }

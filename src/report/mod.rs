@@ -2,19 +2,31 @@
 //! and completed at the end) and, for a failure, `report.txt`; plus what goes to the
 //! terminal.
 
+pub mod columns;
 pub mod interleave;
 pub mod progress;
+pub mod protocol;
 mod summary;
 mod text;
 
 pub use summary::{hex, DetSummary, Summary};
-pub use text::{failure_report, human_result, ktap_result, thread_states};
+pub use text::{failure_report, human_result, interleaving, ktap_result, thread_states, REPORT_ROWS};
 
 use crate::error::Error;
+
+/// How a det run's interleaving is shown (`--view`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum View {
+    /// The protocol: named sites and the model's events, violations marked.
+    #[default]
+    Protocol,
+    /// Every scheduling point, primitives included.
+    Full,
+}
 use std::path::{Path, PathBuf};
 
-/// Creates `<dir>/<UTC time>-<scenario>-<variant>-s<seed>` (suffixed if it exists).
-pub fn create_run_dir(dir: &Path, scenario: &str, variant: &str, seed: u64) -> Result<PathBuf, Error> {
+/// Creates `<dir>/<model>-<variant>-<UTC time>-s<seed>` (suffixed if it exists).
+pub fn create_run_dir(dir: &Path, model: &str, variant: &str, seed: u64) -> Result<PathBuf, Error> {
     let fault = |what: &str, p: &Path, e: std::io::Error| {
         Error::Fault(format!(
             "results directory {} is not writable ({what}: {e})",
@@ -22,7 +34,7 @@ pub fn create_run_dir(dir: &Path, scenario: &str, variant: &str, seed: u64) -> R
         ))
     };
     std::fs::create_dir_all(dir).map_err(|e| fault("create", dir, e))?;
-    let base = format!("{}-{scenario}-{variant}-s{seed}", utc_stamp());
+    let base = format!("{model}-{variant}-{}-s{seed}", utc_stamp());
     for n in 0.. {
         let name = if n == 0 {
             base.clone()
@@ -39,10 +51,15 @@ pub fn create_run_dir(dir: &Path, scenario: &str, variant: &str, seed: u64) -> R
     unreachable!("an unbounded counter always finds a free name")
 }
 
-/// Writes `text` to `dir/name`, mapping failure to a harness fault.
+/// Writes `text` to `dir/name` atomically (a temporary file renamed over it), so a
+/// reader, a second Ctrl-C or a `kill -9` never sees half a file. Failure is a
+/// harness fault.
 pub fn write(dir: &Path, name: &str, text: &str) -> Result<(), Error> {
     let p = dir.join(name);
-    std::fs::write(&p, text).map_err(|e| Error::Fault(format!("cannot write {}: {e}", p.display())))
+    let tmp = dir.join(format!(".{name}.tmp"));
+    std::fs::write(&tmp, text)
+        .and_then(|()| std::fs::rename(&tmp, &p))
+        .map_err(|e| Error::Fault(format!("cannot write {}: {e}", p.display())))
 }
 
 /// `YYYYmmddTHHMMSSZ` for now, UTC, without a date crate (civil-from-days).

@@ -1,10 +1,10 @@
 //! `summary.json`: the machine-readable record of a run.
 
-use crate::engine::{Outcome, Status};
-use serde::Serialize;
+use crate::engine::Outcome;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ViolationRecord {
     pub invariant: String,
     /// Worker index, or "quiescent"/"teardown" for whole-model checks.
@@ -19,7 +19,7 @@ pub struct ViolationRecord {
 
 /// Written with `status: "running"` before the workers start, so a crash of the host
 /// still leaves the seed and a replay command; rewritten when the run ends.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Summary {
     pub version: String,
     pub scenario: String,
@@ -37,19 +37,27 @@ pub struct Summary {
     pub ops_per_s: f64,
     pub ops_by_kind: BTreeMap<String, u64>,
     pub coverage: BTreeMap<String, u64>,
+    /// Race windows never entered (a clean run that never opened a window proves
+    /// nothing about it).
+    #[serde(default)]
+    pub windows_never_entered: Vec<String>,
     pub violations_total: usize,
     pub violations: Vec<ViolationRecord>,
     pub stalled_threads: Vec<usize>,
     pub fault: Option<String>,
     pub exit_code: Option<i32>,
+    /// The command that reruns (`again`) or replays (det) this run.
     pub replay: String,
+    /// The run's directory, when it has one.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub run_dir: String,
     /// Det mode only (absent from stress summaries).
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     pub det: Option<DetSummary>,
 }
 
 /// The det-mode fields of `summary.json`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DetSummary {
     /// `random(p)` or `pct(d=.., k=..)` or `replay`.
     pub strategy: String,
@@ -71,27 +79,21 @@ pub fn hex(h: u64) -> String {
     format!("{h:#018x}")
 }
 
-pub fn status_name(s: Status) -> &'static str {
-    match s {
-        Status::Clean => "clean",
-        Status::Violation => "violation",
-        Status::Stall => "stall",
-        Status::Fault => "fault",
-        Status::Interrupted => "interrupted",
-        Status::Deadlock => "deadlock",
-        Status::Livelock => "livelock",
-    }
-}
-
 impl Summary {
     /// Fills in the results of a finished run.
     pub fn complete(&mut self, o: &Outcome, exit_code: i32) {
-        self.status = status_name(o.status).into();
+        self.status = o.status.name().into();
         self.duration_s = o.elapsed.as_secs_f64();
         self.ops_total = o.ops_total;
         self.ops_per_s = o.ops_total as f64 / self.duration_s.max(1e-9);
         self.ops_by_kind = o.ops_by_kind.iter().map(|(k, v)| (k.to_string(), *v)).collect();
         self.coverage = o.coverage.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+        self.windows_never_entered = o
+            .coverage
+            .iter()
+            .filter(|(_, n)| *n == 0)
+            .map(|(k, _)| k.to_string())
+            .collect();
         self.violations_total = o.violations_total;
         self.violations = o
             .found

@@ -1,13 +1,17 @@
 //! Human-readable output: the failure report and the one-screen result.
 
-use super::Summary;
+use super::columns::{event_text, table, Row};
+use super::protocol::{self, Trace};
+use super::{Summary, View};
 use crate::engine::recorder::{Entry, Kind, Recorder};
-use crate::engine::{Outcome, Status};
+use crate::engine::Outcome;
 use crate::sched::det::{DetOutcome, Hang, ThreadStatus};
 use std::fmt::Write;
 
-/// Steps of the interleaving shown at the end of a det failure report.
+/// Steps of the full interleaving shown at the end of a det failure report.
 const REPORT_STEPS: usize = 80;
+/// Rows of the protocol view shown in a det failure report and on the terminal.
+pub const REPORT_ROWS: usize = 60;
 
 /// One line per thread: its status, last site (with source line) and current op.
 pub fn thread_states(d: &DetOutcome) -> Vec<String> {
@@ -30,7 +34,7 @@ pub fn thread_states(d: &DetOutcome) -> Vec<String> {
 }
 
 /// `report.txt`: what failed, where, the model's state, and every worker's last ops.
-pub fn failure_report(s: &Summary, o: &Outcome) -> String {
+pub fn failure_report(s: &Summary, o: &Outcome, view: View) -> String {
     let mut r = String::new();
     let _ = writeln!(
         r,
@@ -94,16 +98,64 @@ pub fn failure_report(s: &Summary, o: &Outcome) -> String {
         "last operations of every worker (oldest first; events are indented):"
     );
     r.push_str(&flight_log(&o.recorder, &racing(o)));
-    if let Some(d) = &o.det {
-        let from = d.tail.len().saturating_sub(REPORT_STEPS);
-        let _ = writeln!(
-            r,
-            "\nlast {} of {} det steps ({} preemptions; `kvmtorture shrink` minimises):",
-            d.tail.len() - from,
-            d.steps,
-            d.preemptions
-        );
-        r.push_str(&super::interleave::render(&d.tail[from..], d.threads.len()));
+    if o.det.is_some() {
+        r.push('\n');
+        r.push_str(&interleaving(o, view, Some(REPORT_ROWS)));
+    }
+    r
+}
+
+/// A det run's interleaving in `view`, with a heading; at most `max_rows` rows (the
+/// last ones), or all of them. Empty for a stress run.
+pub fn interleaving(o: &Outcome, view: View, max_rows: Option<usize>) -> String {
+    let (Some(d), Some(t)) = (&o.det, Trace::of(o)) else {
+        return String::new();
+    };
+    let mut r = String::new();
+    match view {
+        View::Protocol => {
+            let from = t.events_from();
+            let rows = protocol::rows(&t, from);
+            let skip = max_rows.map_or(0, |m| rows.len().saturating_sub(m));
+            let _ = writeln!(
+                r,
+                "protocol view, {} rows{}, of {} det steps ({} preemptions; `--view full` shows every step{}):",
+                rows.len() - skip,
+                if skip > 0 { format!(" (the last of {})", rows.len()) } else { String::new() },
+                d.steps,
+                d.preemptions,
+                if d.steps > 500 { ", `kvmtorture shrink` minimises" } else { "" }
+            );
+            if from > d.tail.first().map_or(0, |s| s.step) {
+                let _ = writeln!(r, "(from step {from}: the flight recorder keeps no older events)");
+            }
+            // Workers with nothing to show (no op of theirs ran) get no column.
+            let rows = &rows[skip..];
+            let used: Vec<usize> = (0..t.labels.len())
+                .filter(|&w| rows.iter().any(|x| x.col == Some(w)))
+                .collect();
+            let labels: Vec<String> = used.iter().map(|&w| t.labels[w].clone()).collect();
+            let rows: Vec<Row> = rows
+                .iter()
+                .map(|x| Row {
+                    col: x.col.and_then(|c| used.iter().position(|&w| w == c)),
+                    ..x.clone()
+                })
+                .collect();
+            r.push_str(&table(&labels, &rows));
+        }
+        View::Full => {
+            let n = max_rows.map_or(d.tail.len(), |_| REPORT_STEPS);
+            let from = d.tail.len().saturating_sub(n);
+            let _ = writeln!(
+                r,
+                "last {} of {} det steps ({} preemptions; `kvmtorture shrink` minimises):",
+                d.tail.len() - from,
+                d.steps,
+                d.preemptions
+            );
+            r.push_str(&super::interleave::render(&d.tail[from..], &t.labels));
+        }
     }
     r
 }
@@ -148,16 +200,17 @@ fn entry_line(e: &Entry, steps: bool) -> String {
         Kind::Begin => format!("  [{t}] begin  {} (#{})\n", e.what, e.a),
         Kind::End => format!("  [{t}] end    {}\n", e.what),
         Kind::Failed => format!("  [{t}] FAILED {}\n", e.what),
-        Kind::Event => format!("  [{t}]     {} a={:#x} b={:#x}\n", e.what, e.a, e.b),
+        Kind::Event => format!("  [{t}]     {}\n", event_text(e.what, e.a, e.b)),
+        Kind::Args => format!("  [{t}]     ({})\n", event_text(e.what, e.a, e.b)),
     }
 }
-
 fn indent(s: &str) -> String {
     s.lines().map(|l| format!("  {l}\n")).collect()
 }
 
-/// The result block printed at the end of a human-format run.
-pub fn human_result(s: &Summary, o: &Outcome, run_dir: &str) -> String {
+/// The terminal's summary of a run (also `kvmtorture report`'s human form): read
+/// from the summary alone, so a finished run re-renders the same.
+pub fn human_result(s: &Summary) -> String {
     let mut r = String::new();
     let _ = writeln!(
         r,
@@ -171,14 +224,18 @@ pub fn human_result(s: &Summary, o: &Outcome, run_dir: &str) -> String {
         s.ops_per_s,
         s.threads
     );
-    for f in o.found.iter().take(5) {
-        let _ = writeln!(r, "  {}: {}", f.violation.invariant, f.violation.message);
+    for v in s.violations.iter().take(5) {
+        let _ = writeln!(
+            r,
+            "  {} (worker {}, {}): {}",
+            v.invariant, v.thread, v.op, v.message
+        );
     }
-    if let Some(f) = &o.fault {
+    if let Some(f) = &s.fault {
         let _ = writeln!(r, "  harness fault: {f}");
     }
-    if !o.stalled.is_empty() {
-        let _ = writeln!(r, "  stalled workers: {:?}", o.stalled);
+    if !s.stalled_threads.is_empty() {
+        let _ = writeln!(r, "  stalled workers: {:?}", s.stalled_threads);
     }
     if let Some(d) = &s.det {
         let _ = writeln!(
@@ -190,16 +247,29 @@ pub fn human_result(s: &Summary, o: &Outcome, run_dir: &str) -> String {
             let _ = writeln!(r, "  {l}");
         }
     }
-    let cov: Vec<String> = o.coverage.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    let _ = writeln!(r, "  coverage: {}", cov.join(" "));
-    let _ = writeln!(r, "  results: {run_dir}");
-    if o.status != Status::Clean {
-        let _ = writeln!(r, "  replay: {}", s.replay);
+    let n = s.coverage.len();
+    let _ = writeln!(
+        r,
+        "  coverage: {}/{n} windows entered",
+        n - s.windows_never_entered.len()
+    );
+    if !s.windows_never_entered.is_empty() && s.status == "clean" {
+        let _ = writeln!(
+            r,
+            "  warning: never entered: {} (a clean run proves nothing about them)",
+            s.windows_never_entered.join(", ")
+        );
+    }
+    if !s.run_dir.is_empty() {
+        let _ = writeln!(r, "  results: {}", s.run_dir);
+    }
+    if s.status != "clean" {
+        let _ = writeln!(r, "  rerun: {}", s.replay);
     }
     r
 }
 
-/// A KTAP v1 document with one test (the run), for kernel CI tooling.
+/// A one-test KTAP document for a run (kselftest's format), with the run directory.
 pub fn ktap_result(s: &Summary) -> String {
     let ok = if s.status == "clean" { "ok" } else { "not ok" };
     let mut r = String::from("KTAP version 1\n1..1\n");
@@ -209,6 +279,9 @@ pub fn ktap_result(s: &Summary) -> String {
             "# {} thread {} op {}: {}",
             v.invariant, v.thread, v.op, v.message
         );
+    }
+    if !s.run_dir.is_empty() {
+        let _ = writeln!(r, "# run_dir: {}", s.run_dir);
     }
     let _ = writeln!(
         r,

@@ -3,8 +3,8 @@
 //! Every worker is a real OS thread running the same model code as in stress mode,
 //! but only the thread holding the baton runs. At each [`point`](super::point) the
 //! holder records the step in the trace and asks the [`Strategy`] who runs next; if it
-//! is another thread the baton moves (a std `Mutex` + one `Condvar` per thread: that
-//! is harness, not model) and the holder sleeps until it comes back. Nothing here
+//! is another thread the baton moves ([`Baton`]: spin while a core is free, park
+//! otherwise; that is harness, not model) and the holder waits until it comes back. Nothing here
 //! reads a clock, a thread id or a hash map, so the same strategy and seed give the
 //! same schedule and a byte-identical trace.
 //!
@@ -18,26 +18,27 @@
 //! strict-priority strategy would never run the thread it waits for. A point comes
 //! *before* the access it guards, so a thread's effects after a non-spin point are
 //! only done when it reaches its next point (or exits): that is when every blocked
-//! mark is cleared. A point named `*.load` guards a read, which changes nothing: it
+//! mark is cleared. A point before a read ([`Access::Read`]) changes nothing: it
 //! does not count (else a waiter polling through the atomics facade between its
 //! spins would look like progress and keep every other waiter busy re-checking).
 //! All live threads blocked is a deadlock; no op
 //! completed within `max_idle_steps` is a livelock. Either ends the run: every thread
 //! is woken and unwinds out of its op with an [`Abort`] payload.
 
+use super::baton::{Baton, Successor};
 use super::strategy::{default_choice, Choice, Decision, Strategy, StrategySpec};
-use super::Site;
+use super::{Access, Site};
 use crate::rng::{Rng, Stream};
 use std::collections::VecDeque;
 use std::panic::Location;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 /// Steps kept for the interleaving (the full trace is only hashed).
 pub const TRACE_TAIL: usize = 20_000;
 
 /// Unwinding payload that ends every worker of a hung det run.
-pub struct Abort;
+pub(crate) struct Abort;
 
 /// Why a det run was stopped by its scheduler.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,7 +66,7 @@ pub struct ThreadState {
 
 /// What a thread reports at a scheduling point.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Point {
+pub(crate) enum Point {
     /// Another thread may run here.
     Plain,
     /// A failed wait: the thread needs another thread to act first.
@@ -107,7 +108,7 @@ pub struct DetOutcome {
 
 /// FNV-1a, 64 bit: stable across platforms and versions (std's hasher is not).
 #[derive(Debug, Clone, Copy)]
-pub struct Fnv(pub u64);
+struct Fnv(u64);
 
 impl Default for Fnv {
     fn default() -> Self {
@@ -116,19 +117,19 @@ impl Default for Fnv {
 }
 
 impl Fnv {
-    pub fn bytes(&mut self, b: &[u8]) {
+    fn bytes(&mut self, b: &[u8]) {
         for &x in b {
             self.0 = (self.0 ^ u64::from(x)).wrapping_mul(0x0100_0000_01b3);
         }
     }
 
-    pub fn u64(&mut self, v: u64) {
+    fn u64(&mut self, v: u64) {
         self.bytes(&v.to_le_bytes());
     }
 }
 
 /// The hash of a decision list: what `schedule_hash` reports.
-pub fn schedule_hash(d: &[Decision], steps: u64) -> u64 {
+fn schedule_hash(d: &[Decision], steps: u64) -> u64 {
     let mut h = Fnv::default();
     for x in d {
         h.u64(x.choice);
@@ -138,24 +139,52 @@ pub fn schedule_hash(d: &[Decision], steps: u64) -> u64 {
     h.0
 }
 
+/// Everything the scheduler keeps about one thread.
+struct Thread {
+    /// What reports show.
+    view: ThreadState,
+    /// It may have changed shared state since its last point (its last point was not
+    /// a spin or a read, or it has just started).
+    effects: bool,
+    /// How many of the run's completed effects ([`State::epoch`]) were its own.
+    own_effects: u64,
+    /// The other threads' effects (`epoch - own_effects`) at its last failed wait.
+    spin_epoch: u64,
+    /// It yielded, and no other thread has stepped since.
+    yielding: bool,
+}
+
+impl Thread {
+    fn new() -> Self {
+        Thread {
+            view: ThreadState {
+                status: ThreadStatus::Runnable,
+                last_site: None,
+                op: None,
+            },
+            effects: true,
+            own_effects: 0,
+            spin_epoch: u64::MAX,
+            yielding: false,
+        }
+    }
+
+    fn runnable(&self) -> bool {
+        self.view.status == ThreadStatus::Runnable
+    }
+}
+
+/// The scheduler's state, touched only by the baton holder (under [`Det::state`]).
 struct State {
     running: usize,
-    threads: Vec<ThreadState>,
+    threads: Vec<Thread>,
+    /// How many threads are [`ThreadStatus::Blocked`].
     blocked: usize,
-    /// Per thread: it may have changed shared state since its last point (its last
-    /// point was not a spin, or it has just started).
-    effects: Vec<bool>,
+    /// How many threads are yielding.
+    yielders: usize,
     /// Counts completed effects (any thread's): progress that a waiter may not have
     /// seen yet.
     epoch: u64,
-    /// Per thread: how many of those effects were its own.
-    own_effects: Vec<u64>,
-    /// Per thread: the other threads' effects (`epoch - own_effects`) at its last
-    /// failed wait.
-    spin_epoch: Vec<u64>,
-    /// Per thread: yielded, and no other thread has stepped since.
-    yielding: Vec<bool>,
-    yielders: usize,
     strategy: Strategy,
     step: u64,
     idle: u64,
@@ -168,25 +197,47 @@ struct State {
     trace: Fnv,
     tail: VecDeque<Step>,
     hang: Option<Hang>,
+    /// Scratch for [`State::choose`].
     runnable: Vec<usize>,
 }
 
 impl State {
-    /// Picks who runs after step `self.step`; `None` if nobody can.
+    fn new(threads: usize, strategy: Strategy, max_idle: u64) -> Self {
+        let mut st = State {
+            running: 0,
+            threads: (0..threads).map(|_| Thread::new()).collect(),
+            blocked: 0,
+            yielders: 0,
+            epoch: 0,
+            strategy,
+            step: 0,
+            idle: 0,
+            max_idle,
+            switches: 0,
+            preemptions: 0,
+            decisions: Vec::new(),
+            choices: 0,
+            trace: Fnv::default(),
+            tail: VecDeque::new(),
+            hang: None,
+            runnable: Vec::with_capacity(threads),
+        };
+        st.running = st.choose(None).unwrap_or(0);
+        st
+    }
+
+    /// Picks who runs after step `self.step`; `None` if nobody can. A yielding
+    /// thread runs only if nobody else can.
     fn choose(&mut self, current: Option<usize>) -> Option<usize> {
         self.runnable.clear();
-        let live = self
-            .threads
-            .iter()
-            .enumerate()
-            .filter(|(_, t)| t.status == ThreadStatus::Runnable);
+        let live = self.threads.iter().enumerate().filter(|(_, t)| t.runnable());
         self.runnable.extend(live.map(|(i, _)| i));
         if self.runnable.is_empty() {
             return None;
         }
-        if self.yielders > 0 && self.runnable.iter().any(|&t| !self.yielding[t]) {
-            let yielding = &self.yielding;
-            self.runnable.retain(|&t| !yielding[t]);
+        if self.yielders > 0 && self.runnable.iter().any(|&t| !self.threads[t].yielding) {
+            let threads = &self.threads;
+            self.runnable.retain(|&t| !threads[t].yielding);
         }
         let c = Choice {
             index: self.choices,
@@ -205,21 +256,22 @@ impl State {
         Some(next)
     }
 
-    fn record(&mut self, thread: usize, site: &Site, spin: bool) {
+    /// Appends thread `me`'s point at `site` to the trace.
+    fn record(&mut self, me: usize, site: &Site, spin: bool) {
         self.step += 1;
         self.idle += 1;
         self.trace.u64(self.step);
-        self.trace.u64(thread as u64);
+        self.trace.u64(me as u64);
         self.trace.bytes(site.name.as_bytes());
         self.trace.bytes(&[u8::from(spin)]);
         if self.tail.len() == TRACE_TAIL {
             self.tail.pop_front();
         }
-        let t = &mut self.threads[thread];
+        let t = &mut self.threads[me].view;
         t.last_site = Some((site.name, site.loc));
         self.tail.push_back(Step {
             step: self.step,
-            thread,
+            thread: me,
             site: site.name,
             loc: site.loc,
             op: t.op,
@@ -227,83 +279,106 @@ impl State {
         });
     }
 
+    /// Thread `me` reached a point of `kind` before an access of `site`: its effects
+    /// since its previous point are complete, and it announces whether the next
+    /// stretch can have any.
+    fn note_effects(&mut self, me: usize, site: &Site, kind: Point) {
+        if self.threads[me].effects {
+            self.progress(me);
+        }
+        self.threads[me].effects = kind == Point::Plain && site.access == Access::Effect;
+    }
+
     /// Thread `by`'s effects are complete: every waiter may re-check.
     fn progress(&mut self, by: usize) {
         self.epoch += 1;
-        self.own_effects[by] += 1;
+        self.threads[by].own_effects += 1;
         self.clear_blocked();
     }
 
-    /// Thread `me` stepped: every other thread's yield has been honoured.
-    fn end_yields_except(&mut self, me: usize) {
-        for (t, y) in self.yielding.iter_mut().enumerate() {
-            if *y && t != me {
-                *y = false;
-                self.yielders -= 1;
+    /// Thread `me` stepped: every other thread's yield has been honoured; a
+    /// [`Point::Yield`] starts its own.
+    fn note_yields(&mut self, me: usize, kind: Point) {
+        if self.yielders > 0 {
+            for (i, t) in self.threads.iter_mut().enumerate() {
+                if t.yielding && i != me {
+                    t.yielding = false;
+                    self.yielders -= 1;
+                }
             }
         }
+        if kind == Point::Yield {
+            self.threads[me].yielding = true;
+            self.yielders += 1;
+        }
+    }
+
+    /// A failed wait blocks thread `me` unless other threads made progress since
+    /// its previous failed wait (see the module doc).
+    fn note_wait(&mut self, me: usize) {
+        let t = &mut self.threads[me];
+        let others = self.epoch - t.own_effects;
+        if t.spin_epoch == others {
+            t.view.status = ThreadStatus::Blocked;
+            self.blocked += 1;
+        }
+        t.spin_epoch = others;
     }
 
     fn clear_blocked(&mut self) {
         if self.blocked > 0 {
             for t in &mut self.threads {
-                if t.status == ThreadStatus::Blocked {
-                    t.status = ThreadStatus::Runnable;
+                if t.view.status == ThreadStatus::Blocked {
+                    t.view.status = ThreadStatus::Runnable;
                 }
             }
             self.blocked = 0;
         }
     }
 
+    /// Thread `me` is done: it leaves the scheduler for good.
+    fn retire(&mut self, me: usize) {
+        let t = &mut self.threads[me];
+        t.view.status = ThreadStatus::Done;
+        if std::mem::take(&mut t.yielding) {
+            self.yielders -= 1;
+        }
+        // What it did since its last point is done now.
+        self.progress(me);
+    }
+
+    /// The baton goes from `me` to `next`.
+    fn switch(&mut self, me: usize, next: usize) {
+        self.switches += 1;
+        if self.threads[me].runnable() {
+            self.preemptions += 1;
+        }
+        self.running = next;
+    }
+
     fn live(&self) -> bool {
-        self.threads.iter().any(|t| t.status != ThreadStatus::Done)
+        self.threads.iter().any(|t| t.view.status != ThreadStatus::Done)
     }
 }
 
 /// The scheduler shared by the workers of one det run.
-pub struct Det {
+///
+/// Only the baton holder touches [`State`], so its mutex is never contended; the
+/// baton itself is [`Baton`], an atomic the waiters watch.
+pub(crate) struct Det {
     state: Mutex<State>,
-    turn: Vec<Condvar>,
+    baton: Baton,
     /// The step counter, readable without the lock (flight-recorder timestamps).
     steps: Arc<AtomicU64>,
 }
 
 impl Det {
-    pub fn new(threads: usize, seed: u64, spec: &StrategySpec, max_idle_steps: u64) -> Self {
-        let mut st = State {
-            running: 0,
-            threads: vec![
-                ThreadState {
-                    status: ThreadStatus::Runnable,
-                    last_site: None,
-                    op: None,
-                };
-                threads
-            ],
-            blocked: 0,
-            effects: vec![true; threads],
-            epoch: 0,
-            own_effects: vec![0; threads],
-            spin_epoch: vec![u64::MAX; threads],
-            yielding: vec![false; threads],
-            yielders: 0,
-            strategy: Strategy::new(spec, threads, Rng::stream(seed, Stream::Schedule, 0)),
-            step: 0,
-            idle: 0,
-            max_idle: max_idle_steps,
-            switches: 0,
-            preemptions: 0,
-            decisions: Vec::new(),
-            choices: 0,
-            trace: Fnv::default(),
-            tail: VecDeque::new(),
-            hang: None,
-            runnable: Vec::with_capacity(threads),
-        };
-        st.running = st.choose(None).unwrap_or(0);
+    pub(crate) fn new(threads: usize, seed: u64, spec: &StrategySpec, max_idle_steps: u64) -> Self {
+        let strategy = Strategy::new(spec, threads, Rng::stream(seed, Stream::Schedule, 0));
+        let st = State::new(threads, strategy, max_idle_steps);
         Det {
+            baton: Baton::new(threads, st.running),
             state: Mutex::new(st),
-            turn: (0..threads).map(|_| Condvar::new()).collect(),
             steps: Arc::new(AtomicU64::new(0)),
         }
     }
@@ -313,45 +388,31 @@ impl Det {
     }
 
     /// The step counter, for timestamps.
-    pub fn clock(&self) -> Arc<AtomicU64> {
+    pub(crate) fn clock(&self) -> Arc<AtomicU64> {
         Arc::clone(&self.steps)
     }
 
     /// A worker's first act: wait for the baton.
-    pub fn attach(&self, me: usize) {
-        let s = self.lock();
-        self.wait_turn(s, me);
+    pub(crate) fn attach(&self, me: usize) {
+        self.baton.register(me);
+        self.wait_turn(me, Successor::Running);
     }
 
-    /// A scheduling point of thread `me`.
-    pub fn step(&self, me: usize, site: &Site, kind: Point) {
-        let spin = kind != Point::Plain;
+    /// A scheduling point of thread `me`: record it, update what the scheduler knows
+    /// of `me`, and pass the baton to whoever the strategy picks.
+    pub(crate) fn step(&self, me: usize, site: &Site, kind: Point) {
         let mut s = self.lock();
         if s.hang.is_some() {
             drop(s);
             return abort();
         }
         debug_assert_eq!(s.running, me, "only the baton holder runs");
-        s.record(me, site, spin);
+        s.record(me, site, kind != Point::Plain);
         self.steps.store(s.step, Ordering::Relaxed);
-        if s.effects[me] {
-            s.progress(me);
-        }
-        s.effects[me] = !spin && !site.name.ends_with(".load");
-        if s.yielders > 0 {
-            s.end_yields_except(me);
-        }
-        if kind == Point::Yield {
-            s.yielding[me] = true;
-            s.yielders += 1;
-        }
+        s.note_effects(me, site, kind);
+        s.note_yields(me, kind);
         if kind == Point::Wait {
-            let others = s.epoch - s.own_effects[me];
-            if s.spin_epoch[me] == others {
-                s.threads[me].status = ThreadStatus::Blocked;
-                s.blocked += 1;
-            }
-            s.spin_epoch[me] = others;
+            s.note_wait(me);
         }
         if s.idle > s.max_idle {
             return self.hang(s, Hang::Livelock);
@@ -360,60 +421,49 @@ impl Det {
             None => self.hang(s, Hang::Deadlock),
             Some(next) if next == me => {}
             Some(next) => {
-                self.switch(&mut s, me, next);
-                self.wait_turn(s, me);
+                s.switch(me, next);
+                drop(s);
+                let successor = self.baton.pass(next);
+                self.wait_turn(me, successor);
             }
         }
     }
 
     /// Thread `me` is inside op `op` (or between ops with `None`); an op end resets
     /// the livelock budget.
-    pub fn op(&self, me: usize, op: Option<&'static str>) {
+    pub(crate) fn op(&self, me: usize, op: Option<&'static str>) {
         let mut s = self.lock();
         if op.is_none() {
             s.idle = 0;
         }
-        s.threads[me].op = op;
+        s.threads[me].view.op = op;
     }
 
     /// Thread `me` is done for good: the baton moves on.
-    pub fn exit(&self, me: usize) {
+    pub(crate) fn exit(&self, me: usize) {
         let mut s = self.lock();
         if s.hang.is_some() {
             // Keep every thread's state as it was when the run hung.
             return;
         }
-        s.threads[me].status = ThreadStatus::Done;
-        if std::mem::take(&mut s.yielding[me]) {
-            s.yielders -= 1;
-        }
-        // What it did since its last point is done now.
-        s.progress(me);
+        s.retire(me);
         match s.choose(Some(me)) {
-            Some(next) => self.switch(&mut s, me, next),
+            Some(next) => {
+                s.switch(me, next);
+                drop(s);
+                let _ = self.baton.pass(next);
+            }
             None if s.live() => {
                 s.hang = Some(Hang::Deadlock);
-                self.wake_all();
+                drop(s);
+                self.baton.hang();
             }
             None => {}
         }
     }
 
-    fn switch(&self, s: &mut State, me: usize, next: usize) {
-        s.switches += 1;
-        if s.threads[me].status == ThreadStatus::Runnable {
-            s.preemptions += 1;
-        }
-        s.running = next;
-        self.turn[next].notify_one();
-    }
-
-    fn wait_turn(&self, mut s: MutexGuard<'_, State>, me: usize) {
-        while s.running != me && s.hang.is_none() {
-            s = self.turn[me].wait(s).unwrap_or_else(|e| e.into_inner());
-        }
-        if s.hang.is_some() {
-            drop(s);
+    fn wait_turn(&self, me: usize, successor: Successor) {
+        if !self.baton.wait(me, successor) {
             abort();
         }
     }
@@ -421,23 +471,12 @@ impl Det {
     fn hang(&self, mut s: MutexGuard<'_, State>, why: Hang) {
         s.hang = Some(why);
         drop(s);
-        self.wake_all();
+        self.baton.hang();
         abort();
     }
 
-    fn wake_all(&self) {
-        for c in &self.turn {
-            c.notify_all();
-        }
-    }
-
-    /// True once the scheduler declared a hang.
-    pub fn hung(&self) -> bool {
-        self.lock().hang.is_some()
-    }
-
     /// The run's schedule, hashes and thread states (after the workers are gone).
-    pub fn outcome(&self) -> DetOutcome {
+    pub(crate) fn outcome(&self) -> DetOutcome {
         let s = self.lock();
         DetOutcome {
             steps: s.step,
@@ -447,7 +486,7 @@ impl Det {
             decisions: s.decisions.clone(),
             trace_hash: s.trace.0,
             hang: s.hang,
-            threads: s.threads.clone(),
+            threads: s.threads.iter().map(|t| t.view.clone()).collect(),
             tail: s.tail.iter().copied().collect(),
         }
     }
@@ -463,6 +502,6 @@ fn abort() {
 
 /// A worker's link to its scheduler, installed as its [`Mode`](super::Mode).
 pub struct Handle {
-    pub det: Arc<Det>,
-    pub idx: usize,
+    pub(crate) det: Arc<Det>,
+    pub(crate) idx: usize,
 }

@@ -13,6 +13,7 @@
 //! - det: the thread records the step and hands the baton to whoever the seeded
 //!   strategy picks — see [`det`].
 
+mod baton;
 pub mod det;
 pub mod strategy;
 pub mod stress;
@@ -20,12 +21,25 @@ pub mod stress;
 use std::cell::RefCell;
 use std::panic::Location;
 
+/// What the access a point guards does to shared state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// A read (`atomic.load`): changes nothing, so the det scheduler does not count
+    /// it as progress that a blocked waiter should re-check.
+    Read,
+    /// Anything that may change shared state (a store, an RMW, a lock operation, a
+    /// named step of a protocol).
+    Effect,
+}
+
 /// Where a preemption point is: a stable name (used in traces and schedules), the
-/// source location, and whether a spec marks it as a race window.
+/// source location, whether a spec marks it as a race window, and what the guarded
+/// access does.
 #[derive(Clone, Copy, Debug)]
 pub struct Site {
     pub name: &'static str,
     pub window: bool,
+    pub access: Access,
     pub loc: &'static Location<'static>,
 }
 
@@ -35,7 +49,17 @@ impl Site {
         Site {
             name,
             window: false,
+            access: Access::Effect,
             loc: Location::caller(),
+        }
+    }
+
+    /// A point before a read of shared state (see [`Access::Read`]).
+    #[track_caller]
+    pub fn read(name: &'static str) -> Self {
+        Site {
+            access: Access::Read,
+            ..Site::new(name)
         }
     }
 
@@ -43,9 +67,8 @@ impl Site {
     #[track_caller]
     pub fn window(name: &'static str) -> Self {
         Site {
-            name,
             window: true,
-            loc: Location::caller(),
+            ..Site::new(name)
         }
     }
 }

@@ -21,7 +21,7 @@ macro_rules! facade {
 
             #[track_caller]
             pub fn load(&self, o: Ordering) -> $t {
-                point(Site::new("atomic.load"));
+                point(Site::read("atomic.load"));
                 self.0.load(o)
             }
 

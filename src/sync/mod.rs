@@ -12,6 +12,7 @@
 pub mod atomic;
 mod backoff;
 pub mod bitlock;
+pub mod holder;
 pub mod mutex;
 pub mod rwlock;
 pub mod spinlock;
@@ -26,3 +27,16 @@ pub use mutex::Mutex;
 pub use rwlock::RawRwLock;
 pub use spinlock::{RawSpinLock, SpinLock};
 pub use srcu::Srcu;
+
+/// Site-name prefixes of the primitives in this module (and of the engine's stutter
+/// barrier): their steps are how a protocol step is carried out, not the protocol.
+const PRIMITIVE_SITES: &[&str] = &[
+    "atomic.", "smp_mb", "spin.", "rwlock.", "srcu.", "bitlock.", "stutter.",
+];
+
+/// Whether a preemption point named `name` belongs to a synchronisation primitive
+/// rather than to a model's protocol (a `crate::window!`/`crate::point!` site or a
+/// model's own wait). The protocol view leaves these out.
+pub fn is_primitive_site(name: &str) -> bool {
+    PRIMITIVE_SITES.iter().any(|p| name.starts_with(p))
+}

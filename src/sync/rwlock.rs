@@ -11,8 +11,8 @@
 //! other forever (a livelock of two waiters while the holder never runs).
 
 use crate::sched::{point, Site};
-use crate::sync::Backoff;
-use std::sync::atomic::{AtomicU64, Ordering};
+use crate::sync::{holder, Backoff};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 const WRITER: u64 = 1 << 63;
 const WAITING: u64 = 1 << 62;
@@ -21,12 +21,18 @@ const READERS: u64 = WAITING - 1;
 #[derive(Debug, Default)]
 pub struct RawRwLock {
     state: AtomicU64,
+    /// Ghost: the [`holder`] id of the writer.
+    writer: AtomicU32,
+    /// Ghost: a bit per reader's [`holder`] id ([`holder::bit`]).
+    readers: AtomicU64,
 }
 
 impl RawRwLock {
     pub const fn new() -> Self {
         RawRwLock {
             state: AtomicU64::new(0),
+            writer: AtomicU32::new(holder::NOBODY),
+            readers: AtomicU64::new(0),
         }
     }
 
@@ -34,11 +40,16 @@ impl RawRwLock {
     pub fn try_read_lock(&self) -> bool {
         point(Site::new("rwlock.try_read"));
         let s = self.state.load(Ordering::Relaxed);
-        s & (WRITER | WAITING) == 0
+        let got = s & (WRITER | WAITING) == 0
             && self
                 .state
                 .compare_exchange(s, s + 1, Ordering::Acquire, Ordering::Relaxed)
-                .is_ok()
+                .is_ok();
+        if got {
+            self.readers
+                .fetch_or(holder::bit(holder::current()), Ordering::Relaxed);
+        }
+        got
     }
 
     #[track_caller]
@@ -54,6 +65,8 @@ impl RawRwLock {
     #[track_caller]
     pub fn read_unlock(&self) {
         point(Site::new("rwlock.read_unlock"));
+        self.readers
+            .fetch_and(!holder::bit(holder::current()), Ordering::Relaxed);
         let prev = self.state.fetch_sub(1, Ordering::Release);
         debug_assert!(prev & READERS != 0, "read_unlock without readers");
     }
@@ -62,11 +75,15 @@ impl RawRwLock {
     pub fn try_write_lock(&self) -> bool {
         point(Site::new("rwlock.try_write"));
         let s = self.state.load(Ordering::Relaxed);
-        s & (WRITER | READERS) == 0
+        let got = s & (WRITER | READERS) == 0
             && self
                 .state
                 .compare_exchange(s, WRITER, Ordering::Acquire, Ordering::Relaxed)
-                .is_ok()
+                .is_ok();
+        if got {
+            self.writer.store(holder::current(), Ordering::Relaxed);
+        }
+        got
     }
 
     #[track_caller]
@@ -83,6 +100,7 @@ impl RawRwLock {
     #[track_caller]
     pub fn write_unlock(&self) {
         point(Site::new("rwlock.write_unlock"));
+        self.writer.store(holder::NOBODY, Ordering::Relaxed);
         let prev = self.state.swap(0, Ordering::Release);
         debug_assert!(prev & WRITER != 0, "write_unlock without the writer");
     }
@@ -94,5 +112,23 @@ impl RawRwLock {
 
     pub fn is_write_locked(&self) -> bool {
         self.state.load(Ordering::SeqCst) & WRITER != 0
+    }
+
+    /// Who holds it, from the ghost record: `held for write by worker 2`,
+    /// `held for read by workers 1, 4`, or `free`.
+    pub fn holders(&self) -> String {
+        if self.is_write_locked() {
+            format!(
+                "held for write by {}",
+                holder::describe(self.writer.load(Ordering::Relaxed))
+            )
+        } else if self.readers() != 0 {
+            format!(
+                "held for read by {}",
+                holder::describe_mask(self.readers.load(Ordering::Relaxed))
+            )
+        } else {
+            "free".to_string()
+        }
     }
 }

@@ -1,28 +1,36 @@
 //! `spinlock_t`: a test-and-test-and-set lock.
 
 use crate::sched::{point, Site};
-use crate::sync::Backoff;
-use std::sync::atomic::{AtomicBool, Ordering};
+use crate::sync::{holder, Backoff};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 /// A raw spin lock: `lock`/`unlock` in any code shape.
 #[derive(Debug, Default)]
 pub struct RawSpinLock {
     locked: AtomicBool,
+    /// Ghost: the [`holder`] id of the thread holding it.
+    holder: AtomicU32,
 }
 
 impl RawSpinLock {
     pub const fn new() -> Self {
         RawSpinLock {
             locked: AtomicBool::new(false),
+            holder: AtomicU32::new(holder::NOBODY),
         }
     }
 
     #[track_caller]
     pub fn try_lock(&self) -> bool {
         point(Site::new("spin.trylock"));
-        self.locked
+        let got = self
+            .locked
             .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
-            .is_ok()
+            .is_ok();
+        if got {
+            self.holder.store(holder::current(), Ordering::Relaxed);
+        }
+        got
     }
 
     #[track_caller]
@@ -37,13 +45,29 @@ impl RawSpinLock {
 
     #[track_caller]
     pub fn unlock(&self) {
-        point(Site::new("spin.unlock"));
+        self.unlock_at(std::panic::Location::caller());
+    }
+
+    /// [`unlock`](Self::unlock) whose step points at `loc`: a guard's drop passes the
+    /// line that took the lock, so the trace names the model's call site rather
+    /// than this file.
+    fn unlock_at(&self, loc: &'static std::panic::Location<'static>) {
+        point(Site {
+            loc,
+            ..Site::new("spin.unlock")
+        });
+        self.holder.store(holder::NOBODY, Ordering::Relaxed);
         let was = self.locked.swap(false, Ordering::Release);
         debug_assert!(was, "unlock of an unlocked spinlock");
     }
 
     pub fn is_locked(&self) -> bool {
         self.locked.load(Ordering::Relaxed)
+    }
+
+    /// Who holds it (a [`holder`] id), if anyone: for checks and reports.
+    pub fn holder(&self) -> Option<u32> {
+        self.is_locked().then(|| self.holder.load(Ordering::Relaxed))
     }
 }
 
@@ -58,6 +82,8 @@ pub struct SpinLock<T> {
 pub struct SpinGuard<'a, T> {
     raw: &'a RawSpinLock,
     data: Option<std::sync::MutexGuard<'a, T>>,
+    /// Where the lock was taken: the unlock step of the drop points there.
+    taken_at: &'static std::panic::Location<'static>,
 }
 
 impl<T> SpinLock<T> {
@@ -68,12 +94,18 @@ impl<T> SpinLock<T> {
         }
     }
 
+    /// Who holds it (a [`holder`] id), if anyone.
+    pub fn holder(&self) -> Option<u32> {
+        self.raw.holder()
+    }
+
     #[track_caller]
     pub fn lock(&self) -> SpinGuard<'_, T> {
         self.raw.lock();
         SpinGuard {
             raw: &self.raw,
             data: Some(lock_uncontended(&self.data)),
+            taken_at: std::panic::Location::caller(),
         }
     }
 }
@@ -101,6 +133,6 @@ impl<T> std::ops::DerefMut for SpinGuard<'_, T> {
 impl<T> Drop for SpinGuard<'_, T> {
     fn drop(&mut self) {
         self.data = None;
-        self.raw.unlock();
+        self.raw.unlock_at(self.taken_at);
     }
 }

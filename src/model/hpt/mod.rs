@@ -14,31 +14,22 @@
 //! unmap and aging).
 
 mod check;
+mod protocol;
 mod resize;
 mod table;
 mod vcpu;
 mod walker;
 
+use crate::model::notifier::{Layout, Mmu};
 use crate::model::{
     CoverDesc, Ctx, Expect, Model, ModelConfig, ModelDesc, OpDesc, ParamDesc, ParamKind, RoleDesc,
     VariantDesc, VariantKind, Violation,
 };
-use crate::sync::{AtomicBool, Mutex, RawSpinLock, Srcu};
+use crate::sync::{AtomicBool, Mutex};
+use protocol::Checks;
 use std::sync::atomic::{AtomicU64 as StdU64, Ordering};
 use std::sync::{Arc, RwLock};
 use table::{Rmap, Table};
-
-/// Which of the fix's three checks the protocol has (all of them, or none).
-#[derive(Debug, Clone, Copy)]
-struct Checks {
-    /// B1: setup-if-not-ready inside the run loop (`kvmppc_run_vcpu`), not once per
-    /// KVM_RUN in `kvmppc_vcpu_run_hv`.
-    setup_in_loop: bool,
-    /// B2: `!mmu_ready` in the interrupts-off re-check of `kvmppc_run_core`.
-    irqoff_recheck: bool,
-    /// B3: `mmu_ready` checked under the HPTE lock in `kvmppc_book3s_hv_page_fault`.
-    fault_recheck: bool,
-}
 
 /// Role bits of the descriptor's ops.
 const VCPU: u32 = 0;
@@ -64,6 +55,12 @@ mod cov {
     pub const GROW_COMMITTED: usize = 7;
     pub const WALKER_HPTE_BUSY: usize = 8;
     pub const COMMIT_ERROR_PATH: usize = 9;
+    pub const FAULT_RETRIED_INVALIDATION: usize = 10;
+    pub const H_ENTER_ABSENT_INVALIDATION: usize = 11;
+    pub const UNMAP_UNLINKED_VALID: usize = 12;
+    pub const GUEST_ENTERED: usize = 13;
+    pub const COMMIT_REHASHED: usize = 14;
+    pub const FAULT_GUP_RACED_INVALIDATION: usize = 15;
 }
 
 /// The HPT model's facts: ops, params, coverage, variants.
@@ -101,7 +98,7 @@ pub static DESC: ModelDesc = ModelDesc {
         OpDesc {
             name: "resize_prepare",
             role: RESIZER,
-            weight: 1,
+            weight: 8,
             doc: "kvm_vm_ioctl_resize_hpt_prepare: allocate the next table",
         },
         OpDesc {
@@ -114,7 +111,7 @@ pub static DESC: ModelDesc = ModelDesc {
             name: "notifier_unmap",
             role: WALKER,
             weight: 2,
-            doc: "kvm_unmap_rmapp over one gfn's rmap chain",
+            doc: "an mmu-notifier invalidation of 1-2 guest pages: kvm_unmap_rmapp under mmu_lock, then the host frees the pages",
         },
         OpDesc {
             name: "age_rmap",
@@ -196,43 +193,67 @@ pub static DESC: ModelDesc = ModelDesc {
     coverage: &[
         CoverDesc {
             name: "ipi_waited_for_guest_exit",
-            doc: "resize_hpt_commit's IPI found a vCPU in the guest and waited for its exit",
+            doc: "resize.rs ipi_all_vcpus: resize_hpt_commit's IPI found a vCPU interrupts-off and waited for its exit",
         },
         CoverDesc {
             name: "guest_entry_refused_mmu_not_ready",
-            doc: "kvmppc_run_core's interrupts-off recheck saw !mmu_ready and refused entry",
+            doc: "vcpu.rs kvm_run: kvmppc_run_core's interrupts-off recheck saw !mmu_ready and refused entry",
         },
         CoverDesc {
             name: "fault_bailed_mmu_not_ready",
-            doc: "kvmppc_book3s_hv_page_fault saw !mmu_ready under the HPTE lock and bailed",
+            doc: "vcpu.rs page_fault: kvmppc_book3s_hv_page_fault saw !mmu_ready under the HPTE lock and bailed",
         },
         CoverDesc {
             name: "fault_on_stale_table",
-            doc: "a host fault resumed after a whole commit replaced the table it started on",
+            doc: "vcpu.rs page_fault: a host fault resumed after a whole commit replaced the table it started on",
         },
         CoverDesc {
             name: "setup_blocked_by_resize",
-            doc: "kvmppc_hv_setup_htab_rma waited on kvm->lock while a resize was in progress",
+            doc: "vcpu.rs setup_htab: kvmppc_hv_setup_htab_rma waited on kvm->lock while a resize was in progress",
         },
         CoverDesc {
             name: "fault_overlapped_commit",
-            doc: "a host fault ran while a commit was rehashing or IPI-ing its table",
+            doc: "vcpu.rs page_fault: a host fault ran while a commit was rehashing or IPI-ing its table",
         },
         CoverDesc {
             name: "shrinking_resize_committed",
-            doc: "a commit pivoted to a smaller table",
+            doc: "resize.rs resize_commit: a commit pivoted to a smaller table",
         },
         CoverDesc {
             name: "growing_resize_committed",
-            doc: "a commit pivoted to a larger table",
+            doc: "resize.rs resize_commit: a commit pivoted to a larger table",
         },
         CoverDesc {
             name: "walker_hpte_lock_busy",
-            doc: "an rmap walker found an HPTE locked by a fault or rehash and retried",
+            doc: "walker.rs unmap_rmapp/age_rmap: an rmap walker found an HPTE locked by a fault or rehash and retried",
         },
         CoverDesc {
             name: "commit_error_path",
-            doc: "a commit took -ENXIO (nothing prepared) or -ENOSPC (rehash failed)",
+            doc: "resize.rs resize_commit: a commit took -ENXIO (nothing prepared) or -ENOSPC (rehash failed)",
+        },
+        CoverDesc {
+            name: "fault_retried_invalidation",
+            doc: "vcpu.rs page_fault: mmu_invalidate_retry() under the rmap lock said retry (an invalidation ran since mmu_seq)",
+        },
+        CoverDesc {
+            name: "h_enter_absent_invalidation",
+            doc: "vcpu.rs h_enter: kvmppc_do_h_enter's mmu_invalidate_retry() under the rmap lock made the entry ABSENT",
+        },
+        CoverDesc {
+            name: "unmap_unlinked_valid",
+            doc: "walker.rs unmap_rmapp: kvm_unmap_rmapp made a VALID entry ABSENT before the host let its page go",
+        },
+        CoverDesc {
+            name: "guest_entered",
+            doc: "vcpu.rs kvm_run: a run-loop pass entered the guest (outcome counter: compare with kvm_run ops)",
+        },
+        CoverDesc {
+            name: "commit_rehashed",
+            doc: "resize.rs resize_commit: a commit rehashed and pivoted (outcome counter: compare with resize_commit ops)",
+        },
+        CoverDesc {
+            name: "fault_gup_raced_invalidation",
+            doc: "vcpu.rs page_fault: the page the fault pinned was replaced by the host before the fault took the rmap lock",
         },
     ],
     variants: &[
@@ -254,6 +275,13 @@ pub static DESC: ModelDesc = ModelDesc {
             needs_concurrency: true,
             doc: "before 38c53af85306: vCPUs re-enter the guest and re-validate entries during rehash",
         },
+        VariantDesc::mutant("mut-fault-retry-before-rmap-lock", &["H1"], true, "the page fault tests mmu_invalidate_retry() just before lock_rmap(), not under it"),
+        VariantDesc::mutant("mut-seq-after-gup", &["H1"], true, "the page fault snapshots mmu_invalidate_seq after get_user_pages, not before"),
+        VariantDesc::mutant("mut-h-enter-no-retry", &["H1"], true, "H_ENTER makes the entry VALID without testing mmu_invalidate_retry() under the rmap lock"),
+        VariantDesc::mutant("mut-unmap-range-short", &["H1"], false, "kvm_unmap_gfn_range walks [start, end - 1): the last page of the range keeps its HPTEs"),
+        VariantDesc::mutant("mut-unmap-skips-busy-hpte", &["H1"], true, "kvm_unmap_rmapp gives up on a page whose chain head is HPTE-locked instead of waiting"),
+        VariantDesc::mutant("mut-ipi-skips-last-vcpu", &["R4", "R3", "R1", "R2", "Q1", "H1"], true, "the resize IPI loop stops one vCPU short: the last vCPU stays in the guest during rehash"),
+        VariantDesc::mutant("mut-irq-off-after-recheck", &["R4", "R3", "R1", "R2", "Q1", "H1"], true, "kvmppc_run_core marks the vCPU interrupts-off only after its mmu_ready recheck passed"),
     ],
     hidden: false,
     build,
@@ -295,12 +323,7 @@ fn build(cfg: &ModelConfig) -> Result<Arc<dyn Model>, String> {
     if params.order_small > params.order_large {
         return Err("params.order_small must not exceed params.order_large".into());
     }
-    let fixed = cfg.variant.name == "fixed";
-    let checks = Checks {
-        setup_in_loop: fixed,
-        irqoff_recheck: fixed,
-        fault_recheck: fixed,
-    };
+    let checks = Checks::of(cfg.variant.name)?;
     Ok(Arc::new(Hpt::new(params, checks, cfg.threads)))
 }
 
@@ -329,6 +352,9 @@ struct Ghost {
     rehash: StdU64,
     /// 1 from the end of the IPI until `mmu_ready` returns to 1.
     ipi_window: StdU64,
+    /// The guest page of the latest host fault, plus one (0: none yet): the
+    /// notifier aims at it half the time, so invalidations meet faults in flight.
+    fault_gfn: StdU64,
 }
 
 pub struct Hpt {
@@ -342,10 +368,9 @@ pub struct Hpt {
     mmu_ready: AtomicBool,
     /// `kvm->lock` with the resize record it guards.
     kvm_lock: Mutex<ResizeRecord>,
-    /// `kvm->mmu_lock`.
-    mmu_lock: RawSpinLock,
-    /// `kvm->srcu`.
-    srcu: Srcu,
+    /// The host side: guest memory as one memslot of host pages in the arena, the
+    /// invalidation counters, `kvm->mmu_lock` and `kvm->srcu`.
+    mmu: Mmu,
     vcpus: Vec<Vcpu>,
     ghost: Ghost,
 }
@@ -377,8 +402,15 @@ impl Hpt {
             rmap: Rmap::new(params.pages as usize),
             mmu_ready: AtomicBool::new(true),
             kvm_lock: Mutex::new(ResizeRecord::default()),
-            mmu_lock: RawSpinLock::new(),
-            srcu: Srcu::new(),
+            mmu: Mmu::new(
+                Layout {
+                    slots: 1,
+                    slot_pages: params.pages,
+                    outside_pages: 0,
+                },
+                threads + 8,
+                1,
+            ),
             vcpus: (0..threads).map(|_| Vcpu::default()).collect(),
             ghost: Ghost::default(),
             params,
@@ -400,6 +432,13 @@ impl Hpt {
     /// The guest real page a guest virtual page maps (the guest's linear map).
     fn gfn_of(&self, va: u64) -> u64 {
         va % self.params.pages
+    }
+
+    /// `gfn_to_hva_memslot()` of guest page `gfn` in the VM's one memslot, which
+    /// never moves (so no SRCU read side is needed to read it).
+    fn hva_of(&self, gfn: u64) -> u64 {
+        let l = &self.mmu.layout;
+        l.hva(l.region(0, 0) + gfn)
     }
 }
 

@@ -41,7 +41,7 @@ impl Hpt {
         }
         self.mmu_ready.store(false, SeqCst);
         fence();
-        cx.event("commit.cleared", 0, 0);
+        cx.event("commit: mmu_ready = 0", 0, 0);
         window!("hpt.commit.before_ipi");
         self.ipi_all_vcpus(cx);
         self.ghost.ipi_window.store(1, SeqCst);
@@ -59,6 +59,7 @@ impl Hpt {
                     if self.params.checks {
                         found = found.or_else(|| self.after_pivot(&new).err());
                     }
+                    cx.cover(cov::COMMIT_REHASHED);
                     cx.cover(if new.npte() < old.npte() {
                         cov::SHRINK_COMMITTED
                     } else {
@@ -73,7 +74,7 @@ impl Hpt {
         self.ghost.ipi_window.store(0, SeqCst);
         self.mmu_ready.store(true, SeqCst);
         fence();
-        cx.event("commit.done", 0, 0);
+        cx.event("commit: mmu_ready = 1", 0, 0);
         drop(rec);
         found.map_or(Ok(()), Err)
     }
@@ -81,7 +82,12 @@ impl Hpt {
     /// `on_each_cpu(resize_hpt_boot_vcpu, NULL, 1)`: wait until every vCPU that had
     /// interrupts off (past its entry check, or in the guest) has exited once.
     fn ipi_all_vcpus(&self, cx: &dyn Ctx) {
-        for v in &self.vcpus {
+        let n = if self.checks.ipi_every_vcpu {
+            self.vcpus.len()
+        } else {
+            self.vcpus.len().saturating_sub(1)
+        };
+        for v in &self.vcpus[..n] {
             let w = v.run.load(SeqCst);
             if w & 1 == 0 {
                 continue;
@@ -107,7 +113,7 @@ impl Hpt {
             }
             r?;
         }
-        cx.event("commit.rehashed", old.gen, new.gen);
+        cx.event("commit: rehashed gen {a} into gen {b}", old.gen, new.gen);
         Ok(())
     }
 
@@ -127,7 +133,7 @@ impl Hpt {
         let rpte = old.rev[i].guest_rpte.load(Relaxed);
         if v & V_VALID != 0 {
             let gfn = table::rpte_gfn(rpte);
-            let idx = self.srcu.read_lock();
+            let idx = self.mmu.srcu().read_lock();
             let w = self.rmap.lock(gfn);
             let w = match table::unmap_hpte(old, gfn, w, i, v | V_HVLOCK) {
                 Ok((w, nv)) => {
@@ -138,7 +144,7 @@ impl Hpt {
                 Err(_) => w,
             };
             self.rmap.unlock(gfn, w);
-            self.srcu.read_unlock(idx);
+            self.mmu.srcu().read_unlock(idx);
         }
         let mut result = Ok(());
         if v & V_BOLTED != 0 {
@@ -159,12 +165,16 @@ impl Hpt {
 
     /// `resize_hpt_pivot()`: swap under `mmu_lock`, then `synchronize_srcu_expedited()`.
     fn pivot(&self, cx: &dyn Ctx, new: &Arc<Table>) {
-        self.mmu_lock.lock();
+        self.mmu.mmu_lock().lock();
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::clone(new);
-        self.mmu_lock.unlock();
-        cx.event("commit.pivot", new.gen, new.npte() as u64);
+        self.mmu.mmu_lock().unlock();
+        cx.event(
+            "commit: pivot to gen {a} ({b} entries)",
+            new.gen,
+            new.npte() as u64,
+        );
         window!("hpt.commit.before_srcu_sync");
-        self.srcu.synchronize();
+        self.mmu.srcu().synchronize();
     }
 
     /// Q1 at the end of rehash: no rmap chain, no VALID entry left in the old table.

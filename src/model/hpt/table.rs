@@ -31,6 +31,11 @@ pub fn rpte_gfn(rpte: u64) -> u64 {
     rpte >> 12
 }
 
+/// The host page an R word names (the host real address above the 12-bit offset).
+pub fn r_pfn(r: u64) -> u64 {
+    r >> 12
+}
+
 pub fn avpn(v: u64) -> u64 {
     v >> AVPN_SHIFT
 }

@@ -2,7 +2,7 @@
 //! guest's accesses and hypercalls (`kvmppc_do_h_enter`, `kvmppc_do_h_remove` in
 //! book3s_hv_rm_mmu.c) and the host page fault (`kvmppc_book3s_hv_page_fault`).
 
-use super::table::{self, Table, AVPN_SHIFT, GROUP, RMAP_PRESENT, V_ABSENT, V_BOLTED, V_HVLOCK, V_VALID};
+use super::table::{self, Table, AVPN_SHIFT, GROUP, V_ABSENT, V_BOLTED, V_HVLOCK, V_VALID};
 use super::{cov, Hpt, Vcpu};
 use crate::model::Ctx;
 use crate::model::Violation;
@@ -47,7 +47,9 @@ impl Hpt {
     /// One `KVM_RUN` ioctl: up to `passes` trips around the run loop.
     ///
     /// R4 is reported at the end of the op, so that a fault of the same op that
-    /// corrupted a chain (R3) is reported first: the corruption is what matters.
+    /// corrupted a chain (R3) is reported first: the corruption is what matters. A
+    /// violation found in the guest still leaves the guest (interrupts back on) before
+    /// the op returns, so a caught run never leaves the resize IPI waiting.
     pub(super) fn kvm_run(&self, cx: &mut dyn Ctx) -> Result<(), Violation> {
         let vcpu = &self.vcpus[cx.worker()];
         let mut r4 = None;
@@ -61,7 +63,9 @@ impl Hpt {
                 self.setup_htab(cx);
             }
             window!("hpt.vcpu.before_irq_off");
-            vcpu.irq_off();
+            if self.checks.irq_off_before_recheck {
+                vcpu.irq_off();
+            }
             window!("hpt.vcpu.irqoff_recheck");
             if self.checks.irqoff_recheck && !self.mmu_ready.load(SeqCst) {
                 // Fixed kvmppc_run_core(): refuse to enter, resize in progress.
@@ -69,41 +73,21 @@ impl Hpt {
                 cx.cover(cov::ENTRY_REFUSED_NOT_READY);
                 continue;
             }
-            r4 = r4.or_else(|| self.r4_check(cx));
-            let exit = self.guest(cx, vcpu)?;
+            if !self.checks.irq_off_before_recheck {
+                vcpu.irq_off();
+            }
+            cx.cover(cov::GUEST_ENTERED);
+            let exit = self.guest(cx, vcpu, &mut r4);
             vcpu.exit();
             window!("hpt.vcpu.after_exit");
-            if let Exit::PageFault(f) = exit {
-                let idx = self.srcu.read_lock();
+            if let Exit::PageFault(f) = exit? {
+                let idx = self.mmu.srcu().read_lock();
                 let r = self.page_fault(cx, f);
-                self.srcu.read_unlock(idx);
+                self.mmu.srcu().read_unlock(idx);
                 r?;
             }
         }
         r4.map_or(Ok(()), Err)
-    }
-
-    /// R4: no vCPU enters the guest between the end of a resize commit's IPI and
-    /// `mmu_ready = 1`. Checked at guest entry, after the entry checks passed.
-    fn r4_check(&self, cx: &dyn Ctx) -> Option<Violation> {
-        if !self.params.checks || self.ghost.ipi_window.load(SeqCst) == 0 {
-            return None;
-        }
-        cx.event("guest.enter_in_window", 0, 0);
-        Some(
-            Violation::new(
-                "R4",
-                format!(
-                    "vCPU {} entered the guest while a resize commit had mmu_ready clear and its IPI done",
-                    cx.worker()
-                ),
-            )
-            .with_state(format!(
-                "mmu_ready = {}, rehash (gen, cursor) = {:?}",
-                self.mmu_ready.peek(),
-                self.ghost.rehash()
-            )),
-        )
     }
 
     /// `kvmhv_setup_mmu()`: under `kvm->lock`, which a resize commit holds for its
@@ -121,14 +105,17 @@ impl Hpt {
 
     /// Guest execution: accesses through the current table, H_ENTER on a miss,
     /// occasional H_REMOVE, until the accesses run out, a page fault, or the IPI.
-    fn guest(&self, cx: &mut dyn Ctx, vcpu: &Vcpu) -> Result<Exit, Violation> {
+    fn guest(&self, cx: &mut dyn Ctx, vcpu: &Vcpu, r4: &mut Option<Violation>) -> Result<Exit, Violation> {
         let t = self.current();
         cx.event(
-            "guest.enter",
+            "enters the guest (gen {a}, rehash cursor {b})",
             t.gen,
             self.ghost.cursor_in(t.gen).unwrap_or(0) as u64,
         );
         for _ in 0..self.params.accesses {
+            if r4.is_none() {
+                *r4 = self.r4_check(cx);
+            }
             if vcpu.kick.load(SeqCst) {
                 break;
             }
@@ -136,13 +123,16 @@ impl Hpt {
             let base = t.group_of(va);
             match self.find(&t, base, va) {
                 Some((i, v)) if v & V_VALID != 0 => {
+                    if let Some(bad) = self.h1_access(&t, i) {
+                        return Err(bad);
+                    }
                     if cx.rng().chance(0.15) {
                         self.h_remove(cx, &t, i, va)?;
                     }
                 }
                 Some((i, _)) => {
                     if let Some(f) = self.absent_fault(&t, i, va) {
-                        cx.event("guest.fault", i as u64, t.gen);
+                        cx.event("hpte {a} ABSENT: page-fault exit (gen {b})", i as u64, t.gen);
                         return Ok(Exit::PageFault(f));
                     }
                 }
@@ -194,10 +184,19 @@ impl Hpt {
     }
 
     /// `kvmppc_do_h_enter()` for `va` into its PTEG; false on `H_PTEG_FULL`.
+    ///
+    /// Real mode: `mmu_seq` first, then the host pte of the page (no reference
+    /// taken), and under the rmap lock `mmu_invalidate_retry()`: if an invalidation
+    /// may have run since, the entry is written ABSENT and the guest faults later.
     fn h_enter(&self, cx: &mut dyn Ctx, t: &Table, base: usize, va: u64) -> Result<bool, Violation> {
         let bolted = if va < self.params.bolted { V_BOLTED } else { 0 };
-        let pteh = va << AVPN_SHIFT | bolted | V_VALID;
         let gfn = self.gfn_of(va);
+        let mmu_seq = self.mmu.invalidate_seq();
+        crate::sync::atomic::fence();
+        window!("hpt.h_enter.host_pte");
+        let Some(pfn) = self.mmu.peek_pte(self.hva_of(gfn)) else {
+            return Ok(true);
+        };
         // Pass 1: a slot with neither VALID nor ABSENT, try-locked in one CAS.
         let mut slot = (base..base + GROUP).find(|&i| {
             t.v[i].load(Relaxed) & V_VALID == 0 && t.try_lock(i, V_HVLOCK | V_VALID | V_ABSENT).is_some()
@@ -218,12 +217,25 @@ impl Hpt {
         let stale = self.r3_check(t, i, "H_ENTER made an entry VALID");
         window!("hpt.h_enter.before_rmap");
         let w = self.rmap.lock(gfn);
+        t.r[i].store(pfn << 12, Relaxed);
+        if self.checks.h_enter_retry && self.mmu.invalidate_retry(mmu_seq) {
+            // "inval in progress, write a non-present HPTE"
+            self.rmap.unlock(gfn, w);
+            t.unlock(i, va << AVPN_SHIFT | bolted | V_ABSENT);
+            cx.cover(cov::H_ENTER_ABSENT_INVALIDATION);
+            cx.event(
+                "H_ENTER hpte {a} ABSENT (invalidation pending, gfn {b})",
+                i as u64,
+                gfn,
+            );
+            return Ok(true);
+        }
         let linked = table::add_revmap_chain(t, &self.rmap, gfn, w, i);
-        t.r[i].store(gfn << 12, Relaxed);
-        t.unlock(i, pteh);
-        cx.event("h_enter", i as u64, t.gen);
+        let freed = self.h1_install(t, i, gfn, pfn);
+        t.unlock(i, va << AVPN_SHIFT | bolted | V_VALID);
+        cx.event("H_ENTER hpte {a} gfn {b}", i as u64, gfn);
         linked?;
-        stale.map_or(Ok(true), Err)
+        stale.or(freed).map_or(Ok(true), Err)
     }
 
     /// The guest evicts a random entry of a full PTEG (as Linux's hash code does).
@@ -260,11 +272,17 @@ impl Hpt {
             };
         }
         t.unlock(i, 0);
-        cx.event("h_remove", i as u64, t.gen);
+        cx.event("H_REMOVE hpte {a} (gen {b})", i as u64, t.gen);
         unlinked
     }
 
     /// `kvmppc_book3s_hv_page_fault()`, HPT path, inside the SRCU read side.
+    ///
+    /// `mmu_seq` is read before the page is looked up; the page is pinned with
+    /// `get_user_pages` and the reference dropped only after the entry is VALID; under
+    /// the HPTE lock and the rmap lock `mmu_invalidate_retry()` sends the guest back
+    /// if an invalidation may have run since (`kvm_unmap_rmapp` takes the same rmap
+    /// lock, so either it sees the new chain member or the fault sees it).
     fn page_fault(&self, cx: &mut dyn Ctx, f: Fault) -> Result<(), Violation> {
         let t: Arc<Table> = self.current();
         if t.gen != f.gen {
@@ -276,6 +294,9 @@ impl Hpt {
         if self.ghost.cursor_in(t.gen).is_some() || self.ghost.ipi_window.load(SeqCst) != 0 {
             cx.cover(cov::FAULT_OVERLAPPED_COMMIT);
         }
+        // "used to check for invalidations in progress"
+        let early_seq = self.checks.seq_before_gup.then(|| self.mmu.invalidate_seq());
+        crate::sync::atomic::fence();
         let i = f.index;
         let v0 = t.lock(i) & !V_HVLOCK;
         let r0 = t.r[i].load(Relaxed);
@@ -284,8 +305,34 @@ impl Hpt {
         if v0 != f.v || r0 != f.r {
             return Ok(());
         }
+        let gfn = table::rpte_gfn(gr);
+        self.ghost.fault_gfn.store(gfn + 1, SeqCst);
+        let hva = self.hva_of(gfn);
         // get_user_pages_fast(): pinning the page may sleep.
         window!("hpt.fault.pin_page");
+        let Some(pfn) = self.mmu.gup(hva, "hpt page fault")? else {
+            return Ok(());
+        };
+        // Between the lookup and the HPTE lock: the page can be replaced meanwhile.
+        window!("hpt.fault.after_gup");
+        let mmu_seq = early_seq.unwrap_or_else(|| self.mmu.invalidate_seq());
+        let r = self.fault_install(cx, &t, i, (v0, r0, gr), pfn, mmu_seq);
+        // "out_put": the entry, if VALID, now relies on the notifier, not the reference.
+        let put = self.mmu.arena.put(pfn, "hpt page fault");
+        r.and(put)
+    }
+
+    /// The locked part of the fault: recheck under the HPTE lock, then link and make
+    /// the entry VALID under the rmap lock unless an invalidation may have run.
+    fn fault_install(
+        &self,
+        cx: &mut dyn Ctx,
+        t: &Table,
+        i: usize,
+        (v0, r0, gr): (u64, u64, u64),
+        pfn: u64,
+        mmu_seq: u64,
+    ) -> Result<(), Violation> {
         let vnow = t.lock(i) & !V_HVLOCK;
         if self.checks.fault_recheck && !self.mmu_ready.load(SeqCst) {
             // B3 fix: the HPTE lock orders this read after rehash's unlock of entry i.
@@ -298,42 +345,34 @@ impl Hpt {
             return Ok(());
         }
         let gfn = table::rpte_gfn(gr);
-        let stale = self.r3_check(&t, i, "page fault made an entry VALID");
+        if self.mmu.peek_pte(self.hva_of(gfn)) != Some(pfn) {
+            cx.cover(cov::FAULT_GUP_RACED_INVALIDATION);
+        }
+        let stale = self.r3_check(t, i, "page fault made an entry VALID");
+        if !self.checks.fault_retry_under_rmap_lock && self.mmu.invalidate_retry(mmu_seq) {
+            t.unlock(i, vnow);
+            cx.cover(cov::FAULT_RETRIED_INVALIDATION);
+            return stale.map_or(Ok(()), Err);
+        }
         point!("hpt.fault.lock_rmap");
         let w = self.rmap.lock(gfn);
-        cx.event("fault.link", i as u64, t.gen);
-        let linked = table::add_revmap_chain(&t, &self.rmap, gfn, w, i);
-        t.r[i].store(gfn << 12, Relaxed);
+        // "Check if we might have been invalidated; let the guest retry if so"
+        if self.checks.fault_retry_under_rmap_lock && self.mmu.invalidate_retry(mmu_seq) {
+            self.rmap.unlock(gfn, w);
+            t.unlock(i, vnow);
+            cx.cover(cov::FAULT_RETRIED_INVALIDATION);
+            return stale.map_or(Ok(()), Err);
+        }
+        cx.event(
+            "page fault: hpte {a} VALID, linked into rmap[gfn {b}]",
+            i as u64,
+            gfn,
+        );
+        let linked = table::add_revmap_chain(t, &self.rmap, gfn, w, i);
+        t.r[i].store(pfn << 12, Relaxed);
+        let freed = self.h1_install(t, i, gfn, pfn);
         t.unlock(i, (vnow & !V_ABSENT) | V_VALID);
         linked?;
-        stale.map_or(Ok(()), Err)
-    }
-
-    /// R3: while table `t` is being rehashed, no entry below the cursor may become
-    /// VALID or be linked into an rmap chain. Called with entry `i` locked.
-    fn r3_check(&self, t: &Table, i: usize, what: &str) -> Option<Violation> {
-        let cursor = self
-            .ghost
-            .cursor_in(t.gen)
-            .filter(|&c| self.params.checks && i < c)?;
-        Some({
-            let gfn = table::rpte_gfn(t.rev[i].guest_rpte.peek());
-            let w = self.rmap.words[gfn as usize].peek();
-            Violation::new(
-                "R3",
-                format!(
-                    "{what} at index {i} of table gen {} while the rehash cursor is at {cursor}: \
-                     the entry was already rehashed and will not be in the new table",
-                    t.gen
-                ),
-            )
-            .with_state(format!(
-                "{}\nrmap[gfn {gfn}] = {w:#x} (PRESENT={}, head {})\nmmu_ready = {}",
-                t.describe(i),
-                w & RMAP_PRESENT != 0,
-                w & table::RMAP_INDEX,
-                self.mmu_ready.peek()
-            ))
-        })
+        stale.or(freed).map_or(Ok(()), Err)
     }
 }

@@ -1,4 +1,4 @@
-//! rmap walkers: `kvm_unmap_rmapp()` (MMU-notifier unmap) and `kvm_age_rmapp()`.
+//! rmap walkers: `kvm_unmap_rmapp()` (in an MMU-notifier invalidation) and `kvm_age_rmapp()`.
 //!
 //! Both run in notifier context, which holds `kvm->srcu` and `kvm->mmu_lock`
 //! (`kvm_mmu_notifier_invalidate_range_start` → `kvm_unmap_hva_range`), so the pivot's
@@ -7,56 +7,106 @@
 
 use super::table::{self, Table, RMAP_INDEX, RMAP_PRESENT, V_HVLOCK, V_VALID};
 use super::{cov, Hpt};
+use crate::model::notifier::Change;
 use crate::model::Ctx;
 use crate::model::Violation;
 use crate::sync::Backoff;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 
 impl Hpt {
     /// Runs `f` on the current table in notifier context (SRCU + `mmu_lock`).
     fn in_notifier<T>(&self, f: impl FnOnce(&Table) -> T) -> T {
-        let idx = self.srcu.read_lock();
-        self.mmu_lock.lock();
+        let idx = self.mmu.srcu().read_lock();
+        self.mmu.mmu_lock().lock();
         let t = self.current();
         let r = f(&t);
-        self.mmu_lock.unlock();
-        self.srcu.read_unlock(idx);
+        self.mmu.mmu_lock().unlock();
+        self.mmu.srcu().read_unlock(idx);
         r
     }
 
-    /// `kvm_unmap_rmapp()` for a random guest page: unlink every chain member and make
-    /// it ABSENT, checking R1 and R2 on the way.
+    /// An mmu-notifier invalidation of one or two guest pages that the host replaces
+    /// (migration, reclaim): `invalidate_range_start()` raises
+    /// `mmu_invalidate_in_progress` and, under `mmu_lock`, runs
+    /// `kvm_unmap_gfn_range_hv()` → `kvm_unmap_rmapp()` for each gfn; the host then
+    /// changes its ptes and frees the old pages; `invalidate_range_end()` bumps
+    /// `mmu_invalidate_seq`. H1 afterwards: no entry is VALID for a page it let go.
     pub(super) fn notifier_unmap(&self, cx: &mut dyn Ctx) -> Result<(), Violation> {
-        let gfn = cx.rng().below(self.params.pages);
-        self.in_notifier(|t| {
-            let mut busy = Backoff::new("hpt.unmap_rmapp.hpte_busy");
-            loop {
-                let w = self.rmap.lock(gfn);
-                if w & RMAP_PRESENT == 0 {
-                    self.rmap.unlock(gfn, w);
+        let pages = self.params.pages;
+        let aimed = self.ghost.fault_gfn.load(SeqCst).checked_sub(1);
+        let gfn = match aimed {
+            Some(g) if g < pages && cx.rng().chance(0.5) => g,
+            _ => cx.rng().below(pages),
+        };
+        let n = if cx.rng().chance(0.25) { 2 } else { 1 }.min(pages - gfn);
+        let first = self.mmu.layout.region(0, 0) + gfn;
+        let old: Vec<(u64, u64)> = (gfn..gfn + n)
+            .filter_map(|g| Some((g, self.mmu.peek_pte(self.hva_of(g))?)))
+            .collect();
+        cx.event("invalidate_range_start gfn {a} ({b} pages)", gfn, n);
+        let done =
+            self.mmu
+                .invalidate_and_unmap(first, n, Change::Replace, &mut |_, _| Ok(()), &mut |s, e| {
+                    let t = self.current();
+                    let (g0, g1) = (self.gfn_of_hva(s), self.gfn_of_hva(e));
+                    let end = if self.checks.unmap_whole_range { g1 } else { g1 - 1 };
+                    (g0..end).try_for_each(|g| self.unmap_rmapp(cx, &t, g))
+                });
+        done?;
+        if !self.params.checks {
+            return Ok(());
+        }
+        let t = self.current();
+        for (g, pfn) in old {
+            for i in 0..t.npte() {
+                self.h1_entry(&t, i, Some((g, pfn)))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The guest page of a host address in the memslot's region.
+    fn gfn_of_hva(&self, hva: u64) -> u64 {
+        let l = &self.mmu.layout;
+        (hva - l.hva(l.region(0, 0))) / crate::model::mem::PAGE_SIZE
+    }
+
+    /// `kvm_unmap_rmapp()` for `gfn` (notifier context: SRCU and `mmu_lock` held):
+    /// unlink every chain member and make it ABSENT, checking R1 and R2 on the way.
+    fn unmap_rmapp(&self, cx: &mut dyn Ctx, t: &Table, gfn: u64) -> Result<(), Violation> {
+        let mut busy = Backoff::new("hpt.unmap_rmapp.hpte_busy");
+        loop {
+            let w = self.rmap.lock(gfn);
+            if w & RMAP_PRESENT == 0 {
+                self.rmap.unlock(gfn, w);
+                return Ok(());
+            }
+            if let Err(v) = self.per_op_chain_check(t, gfn, w) {
+                self.rmap.unlock(gfn, w);
+                return Err(v);
+            }
+            let i = (w & RMAP_INDEX) as usize;
+            let Some(v) = t.try_lock(i, V_HVLOCK) else {
+                self.rmap.unlock(gfn, w);
+                cx.cover(cov::WALKER_HPTE_BUSY);
+                if !self.checks.unmap_waits_for_hpte {
                     return Ok(());
                 }
-                if let Err(v) = self.per_op_chain_check(t, gfn, w) {
-                    self.rmap.unlock(gfn, w);
-                    return Err(v);
+                while t.v[i].load(Relaxed) & V_HVLOCK != 0 {
+                    busy.spin();
                 }
-                let i = (w & RMAP_INDEX) as usize;
-                let Some(v) = t.try_lock(i, V_HVLOCK) else {
-                    self.rmap.unlock(gfn, w);
-                    cx.cover(cov::WALKER_HPTE_BUSY);
-                    while t.v[i].load(Relaxed) & V_HVLOCK != 0 {
-                        busy.spin();
-                    }
-                    continue;
-                };
-                let r = table::unmap_hpte(t, gfn, w, i, v | V_HVLOCK);
-                let (w2, v2) = r.as_ref().map_or((w, v), |&(w2, v2)| (w2, v2));
-                self.rmap.unlock(gfn, w2);
-                t.unlock(i, v2);
-                cx.event("notifier.unmap", i as u64, t.gen);
-                r?;
+                continue;
+            };
+            if v & V_VALID != 0 {
+                cx.cover(cov::UNMAP_UNLINKED_VALID);
             }
-        })
+            let r = table::unmap_hpte(t, gfn, w, i, v | V_HVLOCK);
+            let (w2, v2) = r.as_ref().map_or((w, v), |&(w2, v2)| (w2, v2));
+            self.rmap.unlock(gfn, w2);
+            t.unlock(i, v2);
+            cx.event("unmap hpte {a} gfn {b}", i as u64, gfn);
+            r?;
+        }
     }
 
     /// `kvm_age_rmapp()`: walk the chain under the rmap lock, clearing referenced bits

@@ -8,12 +8,13 @@
 //! store racing the reader's entry) is still seen. The ghost counters are plain std
 //! atomics: bookkeeping of the harness, not state of the protocol.
 
+use super::own_gpa::Bracket;
 use super::Op;
 use crate::model::mem::{Khva, Pfn, PFN_ERR};
 use crate::model::notifier::{HVA_ERR_BAD, INVALID_GPA};
 use crate::model::Violation;
 use crate::sync::mutex::RawMutex;
-use crate::sync::{AtomicBool, AtomicU32, AtomicU64, RawRwLock};
+use crate::sync::{holder, AtomicBool, AtomicU32, AtomicU64, RawRwLock};
 use std::fmt::Write;
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
 use std::sync::atomic::{AtomicBool as StdBool, AtomicU32 as StdU32, AtomicU64 as StdU64};
@@ -70,8 +71,15 @@ struct Ghost {
     mutations: StdU64,
     /// A refresh of this cache has `gpc->lock` dropped (coverage of the walk's window).
     refresh_unlocked: StdBool,
-    /// Invalidations that cleared `valid`, activations and deactivations so far (L1).
-    disturbed: StdU64,
+    /// Events that may legitimately fail a check of this cache right after a
+    /// refresh, begun and ended so far, each bracketing its effect on the cache (L1):
+    /// activates and deactivates (the only events that move a cache or end its use),
+    /// and the invalidations that cleared its `valid`.
+    lifecycle: Bracket,
+    invalidations: Bracket,
+    /// Who re-initialised `gpc->lock` last and who held the old lock word then, from
+    /// the locks' holder record ("worker 2", "held for read by worker 5").
+    reinit: std::sync::Mutex<Option<(String, String)>>,
     history: std::sync::Mutex<(Vec<Event>, usize)>,
 }
 
@@ -140,7 +148,7 @@ impl Gpc {
         self.set(op, Field::Valid, 0);
         self.set(op, Field::Dirty, 0);
         self.set(op, Field::NeedsInvalidation, 0);
-        self.record(op, "init", 0, 0);
+        self.record(op, "gpc{a}: init", 0, 0);
     }
 
     // ---- gpc->lock -----------------------------------------------------------------
@@ -170,11 +178,19 @@ impl Gpc {
         self.ghost.readers_in.fetch_sub(1, SeqCst);
         self.locks[h.slot].read_unlock();
         if now != h.slot {
+            let (by, held) = self
+                .ghost
+                .reinit
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone()
+                .unwrap_or_default();
             return Err(self.violation(
                 "M5",
                 format!(
-                    "read_unlock of gpc{}->lock, re-initialised while this reader held it",
-                    self.id
+                    "read_unlock of gpc{}->lock by {}: the lock was re-initialised by {by} while it was {held}",
+                    self.id,
+                    holder::describe(holder::current())
                 ),
             ));
         }
@@ -211,9 +227,12 @@ impl Gpc {
 
     /// `rwlock_init(&gpc->lock)` on a cache that may be in use (before 52491a38).
     pub fn reinit_lock(&self, op: &mut Op) {
+        let (_, old) = self.lock_word();
+        *self.ghost.reinit.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((holder::describe(holder::current()), old.holders()));
         let next = (self.lock_idx.load(Acquire) + 1) % LOCK_SLOTS as u32;
         self.lock_idx.store(next, Release);
-        self.record(op, "rwlock_init", next as u64, 0);
+        self.record(op, "gpc{a}: gpc->lock re-initialised (slot {b})", next as u64, 0);
     }
 
     /// Every lock of the cache is free (teardown and quiescent checks).
@@ -272,13 +291,15 @@ impl Gpc {
         self.ghost.refresh_unlocked.store(dropped, Relaxed);
     }
 
-    /// Counts an event that may fail a check right after a refresh (L1).
-    pub fn disturb(&self) {
-        self.ghost.disturbed.fetch_add(1, SeqCst);
+    /// The bracket of this cache's activates and deactivates (L1): begun before the
+    /// event changes the cache, ended after.
+    pub fn lifecycle(&self) -> &Bracket {
+        &self.ghost.lifecycle
     }
 
-    pub fn disturbances(&self) -> u64 {
-        self.ghost.disturbed.load(SeqCst)
+    /// The bracket of the invalidations that cleared this cache's `valid` (L1).
+    pub fn invalidations(&self) -> &Bracket {
+        &self.ghost.invalidations
     }
 
     pub fn refresh_unlocked(&self) -> bool {
@@ -338,11 +359,9 @@ impl Gpc {
         let (ring, next) = &*h;
         let (a, b) = ring.split_at((*next).min(ring.len()));
         for e in b.iter().chain(a) {
-            let _ = writeln!(
-                s,
-                "    worker {:<3} {:<24} {:#x} {:#x}",
-                e.worker, e.what, e.a, e.b
-            );
+            // Event formats name the recorder's arguments: the cache, then `a`.
+            let what = crate::model::event_text(e.what, self.id as u64, e.a);
+            let _ = writeln!(s, "    worker {:<3} {what:<40} b={:#x}", e.worker, e.b);
         }
         s
     }

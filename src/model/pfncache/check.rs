@@ -26,19 +26,69 @@ impl PfnCache {
 
     /// The dereference of `len` bytes at khva after a successful `kvm_gpc_check()`:
     /// I1–I6 at this very moment (the page must still be the one the host maps at the
-    /// cache's hva, I4), then the access itself (I3, I4, I7).
-    pub(super) fn check_access(&self, op: &mut Op, c: &Gpc, len: u64) {
+    /// cache's hva, I4), I8 (the page is the one the memslots map at the cache's gpa,
+    /// from the oracle of every memslot set since `epoch`, read before the check),
+    /// then the access itself (I3, I4, I7).
+    pub(super) fn check_access(&self, op: &mut Op, c: &Gpc, len: u64, epoch: u64) {
         let khva = c.khva();
-        let r = self.read_locked_invariants(c).and_then(|()| {
-            self.mmu.arena.access(khva, len, "reader access").map_err(|v| {
-                let mut state = c.describe();
-                state.push_str(&v.state);
-                v.with_state(state)
-            })
-        });
+        let r = self
+            .read_locked_invariants(c)
+            .and_then(|()| self.fresh_at_access(c, epoch))
+            .and_then(|()| {
+                self.mmu.arena.access(khva, len, "reader access").map_err(|v| {
+                    let mut state = c.describe();
+                    state.push_str(&v.state);
+                    v.with_state(state)
+                })
+            });
         if let Err(v) = r {
             op.flag(v);
         }
+    }
+
+    /// I8, access-time freshness of a GPA cache: the page the access reaches is the
+    /// page the host maps at the hva that the gpa has in a memslot set that was
+    /// active at some moment since the reader's check began. Read from the oracle of
+    /// memslot sets and the host page table, not from the cache's own generation, so
+    /// a check that accepted a stale translation is seen whatever its generation.
+    fn fresh_at_access(&self, c: &Gpc, epoch: u64) -> Result<(), Violation> {
+        let gpa = c.gpa.peek();
+        if is_error_gpa(gpa) {
+            return Ok(());
+        }
+        let Some(hvas) = self.mmu.translations_since(epoch, gpa) else {
+            return Ok(());
+        };
+        let reached = self.mmu.arena.mapped_pfn(c.khva());
+        let expected: Vec<Option<u64>> = hvas
+            .iter()
+            .map(|&h| {
+                if is_error_hva(h) {
+                    None
+                } else {
+                    self.mmu.peek_pte(h)
+                }
+            })
+            .collect();
+        if reached.is_some() && expected.contains(&reached) {
+            return Ok(());
+        }
+        Err(self.cache_violation(
+            c,
+            "I8",
+            format!(
+                "gpc{}: an access after a passing kvm_gpc_check reaches pfn {} but the memslots map gpa {gpa:#x} to {} \
+                 (hva {}) in every set active since the check",
+                c.id,
+                reached.map_or("none".to_string(), |p| p.to_string()),
+                expected
+                    .iter()
+                    .map(|p| p.map_or("nothing".to_string(), |p| format!("pfn {p}")))
+                    .collect::<Vec<_>>()
+                    .join(" / "),
+                hvas.iter().map(|h| format!("{h:#x}")).collect::<Vec<_>>().join(" / ")
+            ),
+        ))
     }
 
     fn read_locked_invariants(&self, c: &Gpc) -> Result<(), Violation> {
@@ -184,7 +234,7 @@ impl PfnCache {
                     ));
                 }
             }
-            if self.proto.pin && pfn != PFN_ERR {
+            if self.params.pin && pfn != PFN_ERR {
                 if let Some(n) = pins.get_mut(pfn as usize) {
                     *n += 1;
                 }

@@ -76,7 +76,7 @@ impl PfnCache {
         if let Some(w) = self.dirty.written.get(gfn as usize) {
             w.store(c.id as u64 + 1, Relaxed);
         }
-        c.record(op, "write through khva", gfn, 0);
+        c.record(op, "gpc{a}: write through khva (gfn {b})", gfn, 0);
     }
 
     /// `gpc->dirty = ret ? false : dirty` at the end of a refresh (before cf1d88b3),
@@ -99,7 +99,7 @@ impl PfnCache {
     pub(super) fn release_dirty(&self, op: &mut Op, c: &Gpc, gfn: Option<u64>) {
         if let Some(gfn) = gfn {
             self.dirty.mark(gfn);
-            c.record(op, "release: mark_page_dirty", gfn, 0);
+            c.record(op, "gpc{a}: release: mark_page_dirty(gfn {b})", gfn, 0);
         }
     }
 
@@ -127,7 +127,7 @@ impl PfnCache {
             }
         }
         self.dirty.running.write_unlock();
-        op.event("harvest", harvested, 0);
+        op.event("KVM_GET_DIRTY_LOG: {a} dirty gfn(s) harvested", harvested, 0);
         if let Some((gfn, id)) = missed {
             let c = &self.caches[id];
             op.flag(self.cache_violation(

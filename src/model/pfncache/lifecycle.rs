@@ -32,8 +32,14 @@ impl PfnCache {
         if self.proto.len_check_early && !valid_len(gpa, uhva, len) {
             return Err(Errno::Inval);
         }
-        c.record(op, "activate", gpa, uhva);
-        c.disturb();
+        c.record(op, "gpc{a}: activate at gpa {b:x}", gpa, uhva);
+        c.lifecycle().begin();
+        let r = self.activate_bracketed(op, c, gpa, uhva, len);
+        c.lifecycle().end();
+        r
+    }
+
+    fn activate_bracketed(&self, op: &mut Op, c: &Gpc, gpa: u64, uhva: u64, len: u64) -> Result<(), Errno> {
         match self.proto.lifecycle {
             Lifecycle::Mainline => {
                 let locked = self.lock_refresh(op, c);
@@ -115,13 +121,19 @@ impl PfnCache {
 
     /// `kvm_gpc_deactivate()`.
     pub(super) fn deactivate(&self, op: &mut Op, c: &Gpc) {
-        c.disturb();
+        c.lifecycle().begin();
         if self.proto.lifecycle == Lifecycle::Unenforced {
-            return self.deactivate_unenforced(op, c);
+            self.deactivate_unenforced(op, c);
+        } else {
+            self.deactivate_mainline(op, c);
         }
+        c.lifecycle().end();
+    }
+
+    fn deactivate_mainline(&self, op: &mut Op, c: &Gpc) {
         let locked = self.proto.lifecycle == Lifecycle::Mainline && self.lock_refresh(op, c);
         if c.active.load(Acquire) {
-            c.record(op, "deactivate", c.pfn.peek(), 0);
+            c.record(op, "gpc{a}: deactivate (pfn {b})", c.pfn.peek(), 0);
             // "Deactivate the cache before removing it from the list, KVM must stall
             // mmu_notifier events until all users go away".
             let w = c.write_lock();
@@ -146,7 +158,7 @@ impl PfnCache {
         if !c.active.load(Acquire) {
             return;
         }
-        c.record(op, "deactivate", c.pfn.peek(), 0);
+        c.record(op, "gpc{a}: deactivate (pfn {b})", c.pfn.peek(), 0);
         self.list(c, false);
         crate::window!("deactivate.unlisted_still_active");
         let locked = self.lock_refresh(op, c);

@@ -88,30 +88,30 @@ pub static DESC: ModelDesc = ModelDesc {
         ParamDesc { name: "unbacked_invalidations", kind: ParamKind::Bool { default: false }, doc: "the host may invalidate memory no memslot covers (reproduces the mainline finding)" },
     ],
     coverage: &[
-        CoverDesc { name: "retry_saw_invalidate_count", doc: "`hva_to_pfn_retry()` relocked and saw `mn_active_invalidate_count != 0`." },
-        CoverDesc { name: "retry_saw_seq_change", doc: "... saw the count at zero but `mmu_invalidate_seq` moved: a whole event ran while the lock was dropped." },
-        CoverDesc { name: "retry_count_before_in_progress", doc: "... saw the count while `mmu_invalidate_in_progress` was still zero: the window between the gpc walk and `in_progress++` that 58cd407c closed." },
-        CoverDesc { name: "retry_dropped_stale_pfn", doc: "... the pfn it had just found is no longer in the host page table: the retry kept a stale page out." },
-        CoverDesc { name: "refresh_reused_old_khva", doc: "GUP found the pfn the cache already had and reused its khva (6addfcf2's window)." },
-        CoverDesc { name: "walk_during_unlocked_refresh", doc: "The gpc walk met a cache whose refresh had the lock dropped." },
-        CoverDesc { name: "walk_cleared_valid", doc: "The gpc walk cleared `valid`." },
-        CoverDesc { name: "walk_recheck_saw_change", doc: "The cache changed between the walk's read pre-check and its write lock (9fa336e3)." },
-        CoverDesc { name: "walk_waited_for_readers", doc: "The walk wanted the write lock while readers were inside (check → dereference)." },
-        CoverDesc { name: "walk_saw_listed_inactive", doc: "The walk met a listed but inactive cache (activate or deactivate mid-way)." },
-        CoverDesc { name: "reader_check_failed_refreshed", doc: "A reader's check failed and its refresh succeeded." },
-        CoverDesc { name: "reader_saw_half_activated", doc: "A reader saw a cache activated but not yet refreshed (activate's last window)." },
-        CoverDesc { name: "refresh_waited_for_refresh_lock", doc: "A refresh waited for another holder of `refresh_lock` (93984f19's window)." },
-        CoverDesc { name: "refresh_found_inactive", doc: "A refresh found the cache deactivated under its write lock." },
-        CoverDesc { name: "refresh_saw_stale_generation", doc: "A refresh re-translated because the memslot generation moved." },
-        CoverDesc { name: "refresh_hit_missing_memslot", doc: "A refresh's translation hit a deleted or INVALID memslot." },
-        CoverDesc { name: "activate_moved_within_page", doc: "An activate moved a valid cache within its page (8332f0ed's path)." },
-        CoverDesc { name: "memslot_swap_waited_for_invalidations", doc: "A memslot swap waited for invalidations to finish." },
-        CoverDesc { name: "harvest_saw_written_page_still_mapped", doc: "A harvest found a page written since the last one that a valid cache still maps (cf1d88b3's window)." },
-        CoverDesc { name: "walk_evicted_vcpu_in_guest", doc: "An invalidation's eviction found a vCPU in guest mode using the cache and kicked it out (df06dae3's path)." },
-        CoverDesc { name: "vcpu_entry_cancelled_cache_invalidated", doc: "A vCPU set IN_GUEST_MODE, then saw its guest cache invalidated and cancelled the entry." },
-        CoverDesc { name: "reader_check_failed_after_own_refresh", doc: "A reader's check failed right after its own successful refresh (58f5ee5f's ping-pong step)." },
-        CoverDesc { name: "retry_saw_needs_invalidation_cleared", doc: "`hva_to_pfn_retry()` relocked and found `needs_invalidation` cleared (needs-invalidation only)." },
-        CoverDesc { name: "walk_cleared_needs_invalidation_while_invalid", doc: "The walk cleared `needs_invalidation` of a cache that was not valid (needs-invalidation only)." },
+        CoverDesc { name: "retry_saw_invalidate_count", doc: "refresh.rs hva_to_pfn_retry: relocked and mmu_notifier_retry_cache() saw `mn_active_invalidate_count != 0`." },
+        CoverDesc { name: "retry_saw_seq_change", doc: "refresh.rs hva_to_pfn_retry: the count was zero but `mmu_invalidate_seq` moved: a whole event ran while the lock was dropped." },
+        CoverDesc { name: "retry_count_before_in_progress", doc: "refresh.rs hva_to_pfn_retry: saw the count raised by an invalidation between its gpc walk and `mmu_invalidate_in_progress++` (notifier.rs range_start; the window 58cd407c closed)." },
+        CoverDesc { name: "retry_dropped_stale_pfn", doc: "refresh.rs hva_to_pfn_retry: on a retry, the pfn just found is no longer in the host page table: the retry kept a stale page out." },
+        CoverDesc { name: "refresh_reused_old_khva", doc: "refresh.rs hva_to_pfn_retry: GUP found the pfn the cache already had and reused its khva (6addfcf2's window)." },
+        CoverDesc { name: "walk_during_unlocked_refresh", doc: "ops.rs gpc_walk: met a cache whose refresh had the lock dropped." },
+        CoverDesc { name: "walk_cleared_valid", doc: "ops.rs gpc_walk: cleared `valid` under the write lock." },
+        CoverDesc { name: "walk_recheck_saw_change", doc: "ops.rs gpc_walk: the cache changed between the read pre-check and the write lock (9fa336e3)." },
+        CoverDesc { name: "walk_waited_for_readers", doc: "ops.rs gpc_walk: wanted the write lock while readers were inside (check → dereference)." },
+        CoverDesc { name: "walk_saw_listed_inactive", doc: "ops.rs gpc_walk: met a listed but inactive cache (activate or deactivate mid-way)." },
+        CoverDesc { name: "reader_check_failed_refreshed", doc: "ops.rs read: the reader's kvm_gpc_check failed and its refresh succeeded." },
+        CoverDesc { name: "reader_saw_half_activated", doc: "check.rs check_read_locked: a reader saw a cache activated but not yet refreshed (activate's last window)." },
+        CoverDesc { name: "refresh_waited_for_refresh_lock", doc: "refresh.rs lock_refresh: waited for another holder of `refresh_lock` (93984f19's window)." },
+        CoverDesc { name: "refresh_found_inactive", doc: "refresh.rs refresh_locked: found the cache deactivated under its write lock." },
+        CoverDesc { name: "refresh_saw_stale_generation", doc: "refresh.rs refresh_locked: re-translated because the memslot generation moved." },
+        CoverDesc { name: "refresh_hit_missing_memslot", doc: "refresh.rs refresh_locked: the translation hit a deleted or INVALID memslot." },
+        CoverDesc { name: "activate_moved_within_page", doc: "refresh.rs refresh_locked: an activate moved a valid cache within its page (8332f0ed's path)." },
+        CoverDesc { name: "memslot_swap_waited_for_invalidations", doc: "ops.rs memslot_update: kvm_swap_active_memslots waited for invalidations to finish." },
+        CoverDesc { name: "harvest_saw_written_page_still_mapped", doc: "dirty.rs harvest: found a page written since the last harvest that a valid cache still maps (cf1d88b3's window)." },
+        CoverDesc { name: "walk_evicted_vcpu_in_guest", doc: "vcpu.rs evict_vcpus: an invalidation found a vCPU in guest mode using the cache and kicked it out (df06dae3's path)." },
+        CoverDesc { name: "vcpu_entry_cancelled_cache_invalidated", doc: "vcpu.rs kvm_run: the vCPU set IN_GUEST_MODE, then saw its guest cache invalidated and cancelled the entry." },
+        CoverDesc { name: "reader_check_failed_after_own_refresh", doc: "own_gpa.rs read_shared: the reader's kvm_gpc_check failed right after its own successful refresh (58f5ee5f's ping-pong step)." },
+        CoverDesc { name: "retry_saw_needs_invalidation_cleared", doc: "refresh.rs hva_to_pfn_retry: relocked and found `needs_invalidation` cleared (needs-invalidation only)." },
+        CoverDesc { name: "walk_cleared_needs_invalidation_while_invalid", doc: "ops.rs gpc_walk: cleared `needs_invalidation` of a cache that was not valid (needs-invalidation only)." },
     ],
     variants: &[
         VariantDesc {
@@ -181,7 +181,7 @@ pub static DESC: ModelDesc = ModelDesc {
             name: "double-put",
             commit: "79593c08",
             kind: VariantKind::Race,
-            expect: Expect::Caught(&["I3", "M1", "M2"]),
+            expect: Expect::Caught(&["I3", "M1", "M2", "Q3"]),
             cells: &[],
             needs_concurrency: false,
             doc: "pinning era: a failed translation releases the pfn but leaves gpc->pfn/khva naming it",
@@ -267,6 +267,12 @@ pub static DESC: ModelDesc = ModelDesc {
             needs_concurrency: true,
             doc: "mainline plus gpc->needs_invalidation: set before the refresh drops the lock, cleared by any invalidation of the uhva",
         },
+        VariantDesc::mutant("mut-seq-after-gup", &["I4", "I8"], true, "hva_to_pfn_retry reads mmu_invalidate_seq after hva_to_pfn, not before dropping the lock"),
+        VariantDesc::mutant("mut-retry-count-only", &["I4", "I8"], true, "the retry test looks at mn_active_invalidate_count only, not mmu_invalidate_seq"),
+        VariantDesc::mutant("mut-walk-skips-last", &["I4", "I8"], false, "the gpc walk stops one cache short of the end of gpc_list"),
+        VariantDesc::mutant("mut-check-skips-generation", &["I8"], false, "kvm_gpc_check does not compare the memslot generation of a GPA cache"),
+        VariantDesc::mutant("mut-reader-skips-recheck", &["I3", "I4", "I8"], true, "a reader whose refresh succeeded uses the cache without kvm_gpc_check under the new read lock"),
+        VariantDesc::mutant("mut-valid-before-retry-test", &["M3", "I3", "I4", "I8"], true, "hva_to_pfn_retry sets valid right after relocking, before the retry test passed"),
     ],
     hidden: false,
     build,
@@ -308,8 +314,8 @@ mod op {
     pub const READ_OWN_GPA: usize = 12;
 }
 
-/// Coverage counters: one per race window of the spec's preemption-point list.
-/// Coverage counter ids (indices into the descriptor's coverage).
+/// Coverage counter ids (indices into the descriptor's coverage): one per race
+/// window of the spec's preemption-point list.
 mod cov {
     pub const RETRY_COUNT: usize = 0;
     pub const RETRY_SEQ: usize = 1;
@@ -349,6 +355,9 @@ struct Params {
     /// notes §4c), so this is off by default: the host then invalidates only
     /// memslot 0's memory, which memslot updates never move or delete.
     unbacked_invalidations: bool,
+    /// The memory era the caches run in: each holds a reference on its pfn (always
+    /// on for the pinning-era variants). What the refcount balance (Q3) counts.
+    pin: bool,
 }
 
 fn build(cfg: &ModelConfig) -> Result<Arc<dyn Model>, String> {
@@ -363,6 +372,7 @@ fn build(cfg: &ModelConfig) -> Result<Arc<dyn Model>, String> {
             outside_pages: p.int("outside_pages"),
         },
         unbacked_invalidations: p.flag("unbacked_invalidations"),
+        pin: proto.pin,
     };
     Ok(Arc::new(PfnCache::new(params, proto, cfg.threads)))
 }
@@ -450,17 +460,9 @@ pub struct PfnCache {
     dirty: DirtyLog,
     /// One vCPU per worker (its guest-mode cache is `caches[params.caches + worker]`).
     vcpus: Vec<GuestVcpu>,
-    /// Ghost: memslot updates begun so far (with each cache's own count, what may
-    /// legitimately fail a reader's check right after its refresh: L1).
-    memslot_updates: std::sync::atomic::AtomicU64,
 }
 
 impl PfnCache {
-    /// Events that may fail a check of `c` right after a refresh, so far (L1).
-    fn disturbances(&self, c: &Gpc) -> u64 {
-        self.memslot_updates.load(std::sync::atomic::Ordering::SeqCst) + c.disturbances()
-    }
-
     fn new(params: Params, proto: Protocol, threads: usize) -> Self {
         let caches = params.caches + threads;
         // Spare pages: a replacement in flight per worker, a pinned page the host no
@@ -476,7 +478,6 @@ impl PfnCache {
             gpc_lock: RawSpinLock::new(),
             dirty: DirtyLog::new(params.layout.gfns()),
             vcpus: (0..threads).map(|_| GuestVcpu::new()).collect(),
-            memslot_updates: Default::default(),
             mmu,
             proto,
             params,
@@ -513,6 +514,7 @@ impl Model for PfnCache {
             op::READ_OWN_GPA => self.read_shared(&mut op),
             _ => {
                 let c = &self.caches[op.rng().index(self.params.caches)];
+                op.cx.op_args("gpc{a}", c.id as u64, 0);
                 self.user_op(&mut op, c, id);
             }
         }

@@ -92,7 +92,10 @@ impl PfnCache {
             return false;
         }
         let gpa = c.gpa.load(Acquire);
-        if !is_error_gpa(gpa) && c.generation.load(Acquire) != self.mmu.generation() {
+        if self.proto.slips.check_generation
+            && !is_error_gpa(gpa)
+            && c.generation.load(Acquire) != self.mmu.generation()
+        {
             return false;
         }
         let uhva = c.uhva.load(Acquire);
@@ -113,7 +116,9 @@ impl PfnCache {
         let mut h = c.read_lock();
         self.check_read_locked(op, c);
         let mut refreshes = 0;
-        while !self.check(c, len) {
+        let mut epoch = self.mmu.oracle_epoch();
+        let mut trusted = false;
+        while !trusted && !self.check(c, len) {
             op.note(c.read_unlock(h));
             crate::window!("reader.check_failed");
             if refreshes == READER_REFRESHES || !c.active.load(Acquire) || self.refresh(op, c, len).is_err() {
@@ -123,10 +128,12 @@ impl PfnCache {
             op.cover(cov::READER_REFRESHED);
             h = c.read_lock();
             self.check_read_locked(op, c);
+            epoch = self.mmu.oracle_epoch();
+            trusted = !self.proto.slips.reader_rechecks;
         }
         // Between a successful check and the dereference.
         crate::window!("reader.checked");
-        self.check_access(op, c, len);
+        self.check_access(op, c, len, epoch);
         if write {
             self.wrote_through(op, c);
         }
@@ -173,7 +180,7 @@ impl PfnCache {
         } else {
             Change::Protect
         };
-        op.event("invalidate", page, npages);
+        op.cx.op_args("page {a}, {b} page(s)", page, npages);
         let r = self.mmu.invalidate(page, npages, change, &mut |s, e| {
             self.gpc_walk(op, s, e);
             Ok(())
@@ -187,7 +194,12 @@ impl PfnCache {
     fn gpc_walk(&self, op: &mut Op, start: u64, end: u64) {
         let mut evict = Vec::new();
         self.gpc_lock.lock();
-        for c in &self.caches {
+        let walked = if self.proto.slips.walk_whole_list {
+            self.caches.len()
+        } else {
+            self.caches.len() - 1
+        };
+        for c in &self.caches[..walked] {
             if !c.on_list.load(Acquire) {
                 continue;
             }
@@ -242,9 +254,10 @@ impl PfnCache {
                     }
                     c.set(op, Field::NeedsInvalidation, 0);
                 }
-                c.disturb();
+                c.invalidations().begin();
                 c.set(op, Field::Valid, 0);
-                c.record(op, "invalidated", start, end);
+                c.invalidations().end();
+                c.record(op, "gpc{a}: valid = false (hva {b:x})", start, end);
                 op.cover(cov::WALK_CLEARED_VALID);
             }
             c.write_unlock(w);
@@ -264,17 +277,15 @@ impl PfnCache {
     /// it always covers what `activate_hva` maps by default; the others are also
     /// deleted and re-created at their other userspace address.
     pub(super) fn memslot_update(&self, op: &mut Op) {
-        self.memslot_updates
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let slot = op.rng().index(self.params.layout.slots);
         let st = self.mmu.slot(slot);
         let waited = if slot == 0 || (st.present && op.rng().chance(0.5)) {
             self.mmu.touch_slot()
         } else if st.present {
-            op.event("memslot.delete", slot as u64, 0);
+            op.event("delete memslot {a}", slot as u64, 0);
             self.mmu.delete_slot(slot)
         } else {
-            op.event("memslot.create", slot as u64, 1 - st.alt as u64);
+            op.event("create memslot {a} (layout {b})", slot as u64, 1 - st.alt as u64);
             self.mmu.create_slot(slot, 1 - st.alt)
         };
         if waited {

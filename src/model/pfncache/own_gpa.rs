@@ -1,5 +1,5 @@
 //! A reader with a gpa of its own, and L1: a reader's successful refresh must let it
-//! use the cache, give or take what the host and the VMM do meanwhile.
+//! use the cache, unless something that may legitimately undo a refresh happened.
 //!
 //! Before 58f5ee5f ("KVM: Drop @gpa from exported gfn=>pfn cache check() and refresh()
 //! helpers") `kvm_gfn_to_pfn_cache_check(kvm, gpc, gpa, len)` failed when
@@ -7,31 +7,102 @@
 //! cache to the caller's gpa. "Those helpers explicitly allow concurrent calls, e.g.
 //! KVM could get into a livelock scenario": two readers of one cache with different
 //! gpas undo each other's refresh for ever. Since then the gpa changes only through
-//! activate, and every caller feeds in `gpc->gpa` (the fixed form of this op).
+//! activate, and every caller feeds in `gpc->gpa` (`kvm_gpc_refresh(gpc, len)` is
+//! `__kvm_gpc_refresh(gpc, gpc->gpa, len)`; `kvm_gpc_check(gpc, len)` compares
+//! nothing the caller passes but `len`): the fixed form of this op.
 //!
-//! L1: a reader that refreshed [`REFRESH_BOUND`] times in a row, each refresh
-//! succeeding, and failed the check right after each although nothing that may
-//! legitimately fail it (an invalidation clearing the cache's `valid`, a memslot
-//! update, an activate or deactivate of the cache: ghost counts) happened since it
-//! began the refresh. A successful refresh leaves the cache valid, and only those
-//! events clear `valid` or move the cache; the kernel's loop has no bound, so this is
-//! a liveness property relative to the environment, not a check of any protocol step.
+//! **L1, the retry bound.** The callers' loop (`while (!kvm_gpc_check(gpc, len)) {
+//! read_unlock; if (kvm_gpc_refresh(gpc, len)) return; read_lock; }`) has no bound,
+//! and a legitimate one can go round many times: include/linux/kvm_host.h on
+//! `kvm_gpc_refresh()`, "a successful return from this function does not mean the
+//! page can be immediately accessed because it may have raced with an invalidation.
+//! Callers must still lock and check the cache status". What can fail
+//! `kvm_gpc_check()` right after a successful `kvm_gpc_refresh()` in mainline
+//! (virt/kvm/pfncache.c), by the test it fails:
+//! - `!gpc->valid`: `gfn_to_pfn_cache_invalidate_start()` cleared it (host
+//!   invalidations in a loop starve a reader without bound: not a bug of the cache),
+//!   or `kvm_gpc_deactivate()`/`kvm_gpc_activate()` did, or another refresh is inside
+//!   `hva_to_pfn_retry()` with the lock dropped — and under `refresh_lock` a refresh
+//!   that follows a successful one only re-translates when one of those happened or
+//!   the memslots moved in between (`__kvm_gpc_refresh()` keeps a valid cache whose
+//!   generation and uhva are unchanged);
+//! - `gpc->generation != slots->generation`: a memslot update since the translation;
+//! - `!gpc->active`, the address (`gpc->gpa`, `gpc->uhva`, the length test):
+//!   `kvm_gpc_deactivate()`, `kvm_gpc_activate()`. Nothing else moves a cache.
+//!
+//! The invalidation's clear of `valid`, activate and deactivate each run inside the
+//! cache's [`Bracket`] (a ghost: begun before the event changes the cache, ended
+//! after). A refresh is *wasted* when it succeeded and the reader's very next check
+//! failed although no bracketed event of the cache began, ended or was in flight
+//! since the reader set out to refresh, and either the cache no longer has the gpa
+//! the reader refreshed it for (only an activate moves a cache) or the memslot
+//! generation has not moved (nothing else can undo the refresh). A round with a
+//! cause is excused: it neither counts nor restarts the count, so invalidations in a
+//! loop can neither trip L1 in mainline nor hide a livelock. L1 trips at the
+//! [`WASTED_BOUND`]th wasted refresh without one successful use in between (the use
+//! ends the reader's op, so the count is per op). By the list above mainline never
+//! wastes a refresh, so any bound keeps `fixed` clean; four says "livelock", not
+//! one unlucky interleaving. L1 reads the cache, the memslot generation and the
+//! brackets: not the variant, and not who moved the cache.
 
 use super::cache::Gpc;
 use super::{cov, Op, PfnCache};
 use crate::model::mem::PAGE_SIZE;
 use crate::model::notifier::{is_error_gpa, HVA_ERR_BAD};
-use std::sync::atomic::Ordering::Acquire;
+use std::sync::atomic::AtomicU64 as StdU64;
+use std::sync::atomic::Ordering::{Acquire, SeqCst};
 
-/// Consecutive successful refreshes without a use that L1 allows.
-const REFRESH_BOUND: u32 = 4;
+/// Wasted refreshes (successful, then a failing check with no legitimate cause)
+/// without a use between them that L1 allows: the next one trips it.
+const WASTED_BOUND: u32 = 4;
 
-/// Refreshes after which a disturbed reader gives up (the kernel's loop is unbounded;
-/// a reader starved by invalidations is not what L1 is about).
-const MAX_REFRESHES: u32 = 32;
+/// Refreshes after which a reader gives up (the kernel's loop is unbounded; a reader
+/// starved by legitimate invalidations is not what L1 is about, and the op must end).
+const MAX_REFRESHES: u32 = 64;
 
 /// Bytes a reader with its own gpa reads (a Xen evtchn word).
 const LEN: u64 = 8;
+
+/// Ghost counts of events that may legitimately fail a check right after a refresh:
+/// how many began and how many ended, each event bracketing its effect.
+#[derive(Default)]
+pub(super) struct Bracket {
+    begun: StdU64,
+    ended: StdU64,
+}
+
+impl Bracket {
+    pub fn begin(&self) {
+        self.begun.fetch_add(1, SeqCst);
+    }
+
+    pub fn end(&self) {
+        self.ended.fetch_add(1, SeqCst);
+    }
+
+    /// (begun, ended) now.
+    fn read(&self) -> (u64, u64) {
+        let ended = self.ended.load(SeqCst);
+        (self.begun.load(SeqCst), ended)
+    }
+
+    /// Whether an event began or ended since `earlier` was read, or was in flight
+    /// then (so at some moment since).
+    fn moved(&self, earlier: (u64, u64)) -> bool {
+        self.read() != earlier || earlier.0 != earlier.1
+    }
+}
+
+/// What a reader knows when its refresh takes `refresh_lock`: the cache's brackets
+/// and the memslot generation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Before {
+    lifecycle: (u64, u64),
+    invalidations: (u64, u64),
+    generation: u64,
+    /// The gpa the refresh is for.
+    gpa: u64,
+}
 
 impl PfnCache {
     /// The gpa this worker's reader wants: its own structure in the first page of
@@ -62,8 +133,10 @@ impl PfnCache {
         let own = self.own_gpa(op);
         let mut h = c.read_lock();
         self.check_read_locked(op, c);
-        let (mut refreshes, mut total) = (0, 0);
-        let mut since = None;
+        let mut epoch = self.mmu.oracle_epoch();
+        let (mut wasted, mut refreshes) = (0, 0);
+        // What the reader knew when it set out on its last successful refresh.
+        let mut refreshed: Option<Before> = None;
         loop {
             let cur = c.gpa.load(Acquire);
             if is_error_gpa(cur) || !c.active.load(Acquire) {
@@ -75,22 +148,22 @@ impl PfnCache {
             if cur == gpa && self.check(c, LEN) {
                 break;
             }
-            if let Some(d) = since {
+            if let Some(before) = refreshed.take() {
                 op.cover(cov::CHECK_FAILED_AFTER_OWN_REFRESH);
-                if self.disturbances(c) != d {
-                    // Something else may have failed it: the run of refreshes restarts.
-                    refreshes = 0;
+                if self.wasted(c, before) {
+                    wasted += 1;
                 }
             }
             op.note(c.read_unlock(h));
-            if refreshes == REFRESH_BOUND {
+            if wasted == WASTED_BOUND {
                 op.flag(self.cache_violation(
                     c,
                     "L1",
                     format!(
-                        "worker {} refreshed gpc{} {refreshes} times in a row for gpa {gpa:#x}, each \
-                         refresh succeeding, and failed the check right after each with no \
-                         invalidation of it, memslot update or (de)activation since (gpc->gpa is now {:#x})",
+                        "worker {} refreshed gpc{} for gpa {gpa:#x} {refreshes} times without one use; \
+                         {wasted} of those refreshes succeeded and the check right after failed with no \
+                         invalidation of the cache, memslot update or (de)activation begun, ended or in \
+                         flight since (gpc->gpa is now {:#x})",
                         op.cx.worker(),
                         c.id,
                         c.gpa.peek()
@@ -98,32 +171,58 @@ impl PfnCache {
                 ));
                 return;
             }
-            if total == MAX_REFRESHES {
-                return;
-            }
-            total += 1;
-            let before = self.disturbances(c);
-            let r = if self.proto.gpa_arg {
-                // kvm_gfn_to_pfn_cache_refresh(kvm, gpc, gpa, len): moves the cache.
-                let locked = self.lock_refresh(op, c);
-                let r = self.refresh_locked(op, c, gpa, HVA_ERR_BAD, LEN);
-                self.unlock_refresh(c, locked);
-                r
-            } else {
-                self.refresh(op, c, LEN)
-            };
-            if r.is_err() {
+            if refreshes == MAX_REFRESHES {
                 return;
             }
             refreshes += 1;
-            since = Some(before);
+            // kvm_gpc_refresh() takes refresh_lock first: what happened before it
+            // cannot undo a refresh that installs after.
+            let locked = self.lock_refresh(op, c);
+            let r = if self.proto.gpa_arg {
+                // kvm_gfn_to_pfn_cache_refresh(kvm, gpc, gpa, len): moves the cache.
+                let before = self.before(c, gpa);
+                self.refresh_locked(op, c, gpa, HVA_ERR_BAD, LEN).map(|()| before)
+            } else {
+                let before = self.before(c, c.gpa.load(Acquire));
+                self.refresh_held(op, c, LEN).map(|()| before)
+            };
+            self.unlock_refresh(c, locked);
+            if r.is_err() {
+                return;
+            }
+            refreshed = r.ok();
             // Between kvm_gpc_refresh() returning and read_lock_irqsave().
             crate::window!("reader.refreshed");
             h = c.read_lock();
             self.check_read_locked(op, c);
+            epoch = self.mmu.oracle_epoch();
         }
         crate::window!("reader.checked");
-        self.check_access(op, c, LEN);
+        self.check_access(op, c, LEN, epoch);
         op.note(c.read_unlock(h));
+    }
+
+    fn before(&self, c: &Gpc, gpa: u64) -> Before {
+        Before {
+            lifecycle: c.lifecycle().read(),
+            invalidations: c.invalidations().read(),
+            generation: self.mmu.generation(),
+            gpa,
+        }
+    }
+
+    /// Whether the refresh the reader made with `before`, which succeeded, was wasted
+    /// by the check that just failed (under the read lock). A cache that left the gpa
+    /// it was refreshed for needs an activate or deactivate since; one still there
+    /// may also have been invalidated, or the memslots may have moved.
+    fn wasted(&self, c: &Gpc, before: Before) -> bool {
+        let lifecycle = Bracket::moved(c.lifecycle(), before.lifecycle);
+        let invalidated = Bracket::moved(c.invalidations(), before.invalidations);
+        let memslots_moved = self.mmu.generation() != before.generation;
+        if c.gpa.peek() != before.gpa {
+            !lifecycle
+        } else {
+            !(lifecycle || invalidated || memslots_moved)
+        }
     }
 }

@@ -63,6 +63,42 @@ pub(super) struct Protocol {
     /// of the cache's uhva even while `valid` is false, and the retry loop goes round
     /// again if it was cleared. Modelled alone, on top of mainline's count/seq test.
     pub needs_invalidation: bool,
+    /// Mutant switches: steps of the mainline path that no commit changed.
+    pub slips: Slips,
+}
+
+/// One step of the mainline path each; every one is `true` in mainline, and a mutant
+/// variant (a slip no kernel commit made) turns exactly one off.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Slips {
+    /// `hva_to_pfn_retry()` reads `mmu_invalidate_seq` under the write lock, before
+    /// dropping it; the mutant reads it after `hva_to_pfn()`.
+    pub seq_before_gup: bool,
+    /// `mmu_notifier_retry_cache()` tests the count *and* the sequence; the mutant
+    /// tests only the count.
+    pub retry_tests_seq: bool,
+    /// The gpc walk visits every listed cache; the mutant's loop stops one short.
+    pub walk_whole_list: bool,
+    /// `kvm_gpc_check()` compares the memslot generation of a GPA cache.
+    pub check_generation: bool,
+    /// A reader whose refresh succeeded re-takes the read lock and checks again
+    /// (the Xen callers' `while (!kvm_gpc_check()) { unlock; refresh; lock; }`); the
+    /// mutant trusts the refresh and uses the cache without the re-check.
+    pub reader_rechecks: bool,
+    /// `hva_to_pfn_retry()` sets `valid` only once the retry test passed; the mutant
+    /// sets it right after relocking, one step early.
+    pub valid_after_retry_test: bool,
+}
+
+impl Slips {
+    const NONE: Slips = Slips {
+        seq_before_gup: true,
+        retry_tests_seq: true,
+        walk_whole_list: true,
+        check_generation: true,
+        reader_rechecks: true,
+        valid_after_retry_test: true,
+    };
 }
 
 impl Protocol {
@@ -82,6 +118,7 @@ impl Protocol {
         evict_sets_request: false,
         gpa_arg: false,
         needs_invalidation: false,
+        slips: Slips::NONE,
     };
 
     /// The protocol of variant `name` (see the descriptor's variants).
@@ -151,6 +188,48 @@ impl Protocol {
             "gpa-arg" => Protocol { gpa_arg: true, ..m },
             "needs-invalidation" => Protocol {
                 needs_invalidation: true,
+                ..m
+            },
+            "mut-seq-after-gup" => Protocol {
+                slips: Slips {
+                    seq_before_gup: false,
+                    ..Slips::NONE
+                },
+                ..m
+            },
+            "mut-retry-count-only" => Protocol {
+                slips: Slips {
+                    retry_tests_seq: false,
+                    ..Slips::NONE
+                },
+                ..m
+            },
+            "mut-walk-skips-last" => Protocol {
+                slips: Slips {
+                    walk_whole_list: false,
+                    ..Slips::NONE
+                },
+                ..m
+            },
+            "mut-check-skips-generation" => Protocol {
+                slips: Slips {
+                    check_generation: false,
+                    ..Slips::NONE
+                },
+                ..m
+            },
+            "mut-reader-skips-recheck" => Protocol {
+                slips: Slips {
+                    reader_rechecks: false,
+                    ..Slips::NONE
+                },
+                ..m
+            },
+            "mut-valid-before-retry-test" => Protocol {
+                slips: Slips {
+                    valid_after_retry_test: false,
+                    ..Slips::NONE
+                },
                 ..m
             },
             other => return Err(format!("pfncache has no variant `{other}`")),

@@ -52,9 +52,16 @@ impl PfnCache {
     /// check, then `__kvm_gpc_refresh()` with the cache's own address.
     pub(super) fn refresh(&self, op: &mut Op, c: &Gpc, len: u64) -> Result<(), Errno> {
         let locked = self.lock_refresh(op, c);
+        let r = self.refresh_held(op, c, len);
+        self.unlock_refresh(c, locked);
+        r
+    }
+
+    /// `kvm_gpc_refresh()` inside its `refresh_lock` guard.
+    pub(super) fn refresh_held(&self, op: &mut Op, c: &Gpc, len: u64) -> Result<(), Errno> {
         let gpa = c.gpa.load(Acquire);
         let uhva = c.uhva.load(Acquire);
-        let r = if self.proto.len_check_early && !valid_len(gpa, uhva, len) {
+        if self.proto.len_check_early && !valid_len(gpa, uhva, len) {
             Err(Errno::Inval)
         } else {
             if is_error_gpa(gpa) && is_error_hva(uhva) {
@@ -73,9 +80,7 @@ impl PfnCache {
             }
             let arg_uhva = if is_error_gpa(gpa) { uhva } else { HVA_ERR_BAD };
             self.refresh_locked(op, c, gpa, arg_uhva, len)
-        };
-        self.unlock_refresh(c, locked);
-        r
+        }
     }
 
     /// `__kvm_gpc_refresh(gpc, gpa, uhva)` with `refresh_lock` held by the caller.
@@ -128,7 +133,7 @@ impl PfnCache {
                     crate::window!("refresh.translated");
                     if is_error_hva(new_uhva) {
                         op.cover(cov::REFRESH_NO_MEMSLOT);
-                        c.record(op, "no memslot for gpa", gpa, t.generation);
+                        c.record(op, "gpc{a}: no memslot for gpa {b:x}", gpa, t.generation);
                         translation_failed = true;
                         break 'out Err(Errno::Fault);
                     }
@@ -158,7 +163,12 @@ impl PfnCache {
                 if self.proto.same_page_khva {
                     c.set(op, Field::Khva, old_khva.with_offset(page_offset).0);
                 }
-                c.record(op, "kept pfn, new generation", old_pfn, c.generation.peek());
+                c.record(
+                    op,
+                    "gpc{a}: keeps pfn {b} (new generation)",
+                    old_pfn,
+                    c.generation.peek(),
+                );
                 self.note_refresh_dirty(op, c, true);
                 c.write_unlock(w);
                 return Ok(());
@@ -169,7 +179,7 @@ impl PfnCache {
         let purge = ret.is_err() && (self.proto.error_path_purges || !translation_failed);
         if purge {
             c.take_mapping(op);
-            c.record(op, "refresh failed", gpa, uhva);
+            c.record(op, "gpc{a}: refresh of gpa {b:x} failed", gpa, uhva);
         }
         // "Detect a pfn change before dropping the lock!"
         let unmap_old = if translation_failed && !self.proto.error_path_purges {
@@ -194,10 +204,11 @@ impl PfnCache {
         let mut resched = Backoff::new("hva_to_pfn_retry.cond_resched");
         // Invalidate the cache before dropping the lock (58cd407c): the walk can only
         // clear `valid`, so it must not be left true while the lock is dropped.
+        let slips = self.proto.slips;
         c.set(op, Field::Valid, 0);
         let mut rounds = 0;
         let (pfn, khva) = loop {
-            let mmu_seq = self.mmu.invalidate_seq();
+            let early_seq = slips.seq_before_gup.then(|| self.mmu.invalidate_seq());
             if self.proto.needs_invalidation {
                 // Any invalidation of uhva from here on clears it, valid or not.
                 c.set(op, Field::NeedsInvalidation, 1);
@@ -221,6 +232,7 @@ impl PfnCache {
                 return (self.relock(c), Err(Errno::Fault));
             };
             crate::window!("hva_to_pfn_retry.after_gup");
+            let mmu_seq = early_seq.unwrap_or_else(|| self.mmu.invalidate_seq());
             // gpc->pfn is read unlocked: only this refresh, under refresh_lock, writes it.
             let khva = if pfn == c.pfn.load(Acquire) {
                 op.cover(cov::REUSED_OLD_KHVA);
@@ -249,6 +261,9 @@ impl PfnCache {
                     format!("gpc{} is valid at hva_to_pfn_retry's relock", c.id),
                 ));
             }
+            if !slips.valid_after_retry_test {
+                c.set(op, Field::Valid, 1);
+            }
             let flag_cleared = self.proto.needs_invalidation && !c.needs_invalidation.load(Acquire);
             if flag_cleared {
                 op.cover(cov::RETRY_NEEDS_INVALIDATION);
@@ -256,12 +271,13 @@ impl PfnCache {
             }
             match self.mmu.retry_cache(mmu_seq) {
                 None => break (pfn, khva),
+                Some(Retry::Seq) if !slips.retry_tests_seq => break (pfn, khva),
                 Some(why) => {
                     op.cover(match why {
                         Retry::Count => cov::RETRY_COUNT,
                         Retry::Seq => cov::RETRY_SEQ,
                     });
-                    if why == Retry::Count && self.mmu.peek_in_progress() == 0 {
+                    if why == Retry::Count && self.mmu.in_walk_to_begin_window() {
                         op.cover(cov::RETRY_BEFORE_IN_PROGRESS);
                     }
                     if self.mmu.peek_pte(uhva) != Some(pfn) {
@@ -274,7 +290,7 @@ impl PfnCache {
         c.set(op, Field::Valid, 1);
         c.set(op, Field::Pfn, pfn);
         c.set(op, Field::Khva, khva.with_offset(offset_in_page(uhva)).0);
-        c.record(op, "install pfn, generation", pfn, c.generation.peek());
+        c.record(op, "gpc{a}: install pfn {b}", pfn, c.generation.peek());
         self.keep_or_put(op, c, pfn, reused);
         (w, Ok(()))
     }
@@ -340,7 +356,12 @@ impl PfnCache {
             Some((pfn, khva)) => {
                 c.set(op, Field::Pfn, pfn);
                 c.set(op, Field::Khva, khva.with_offset(offset_in_page(uhva)).0);
-                c.record(op, "install pfn (speculative)", pfn, c.generation.peek());
+                c.record(
+                    op,
+                    "gpc{a}: install pfn {b} (speculative)",
+                    pfn,
+                    c.generation.peek(),
+                );
                 self.keep_or_put(op, c, pfn, pfn == old_pfn);
                 (w, Ok(()))
             }

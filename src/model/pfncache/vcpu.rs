@@ -95,6 +95,7 @@ impl PfnCache {
         let w = op.cx.worker();
         let v = &self.vcpus[w];
         let c = &self.caches[self.params.caches + w];
+        op.cx.op_args("vcpu{a}, gpc{b}", w as u64, c.id as u64);
         v.in_run.store(true, Relaxed);
         let mut resched = Backoff::new("vcpu_run.cancelled_entry");
         let mut entries = 0;
@@ -118,14 +119,21 @@ impl PfnCache {
                 if requests != 0 {
                     let n = v.cancelled.fetch_add(1, Relaxed) + 1;
                     if n.is_power_of_two() {
-                        op.event("vcpu.entry_cancelled: request pending", w as u64, requests);
+                        op.event(
+                            "vcpu{a}: entry cancelled, requests {b:x} pending",
+                            w as u64,
+                            requests,
+                        );
                     }
                 }
                 resched.yield_now();
                 continue;
             }
             v.cancelled.store(0, Relaxed);
-            op.event("vcpu.enter_guest", w as u64, mapping.map_or(u64::MAX, |m| m.0));
+            match mapping {
+                Some((pfn, _)) => op.event("vcpu{a}: enters guest mode, guest uses pfn {b}", w as u64, pfn),
+                None => op.event("vcpu{a}: enters guest mode, cache not valid", w as u64, 0),
+            }
             self.guest(op, w, c, mapping);
             v.leave_guest_mode();
             entries += 1;
@@ -192,7 +200,7 @@ impl PfnCache {
             if self.proto.evict_sets_request {
                 // kvm_make_request(KVM_REQ_GPC_INVALIDATE, vcpu): a bit nobody clears.
                 v.requests.fetch_or(KVM_REQ_GPC_INVALIDATE, SeqCst);
-                op.event("kvm_make_request(KVM_REQ_GPC_INVALIDATE)", w as u64, 0);
+                op.event("vcpu{a}: kvm_make_request(KVM_REQ_GPC_INVALIDATE)", w as u64, 0);
             }
             // kvm_request_needs_ipi(): kvm_vcpu_exiting_guest_mode() != OUTSIDE_GUEST_MODE
             // with KVM_REQUEST_WAIT, after the barrier that orders the walk's
