@@ -29,11 +29,13 @@ const RACES: &[(&str, &[&str])] = &[
     ),
     ("lock-reinit", &["M5", "I3"]),
     ("deactivate-race", &["I1", "I2", "I3", "M2", "Q1", "Q2", "Q3"]),
-    // 93984f19's story: speculative placeholders read through the fast path (I3),
-    // and everything no-refresh-lock can break.
+    // 93984f19's story: speculative placeholders read through the fast path (I3) or
+    // reached by a vCPU in guest mode (G1), and everything no-refresh-lock can break.
     (
         "refresh-historic",
-        &["I3", "I4", "I5", "M2", "M3", "M4", "Q1", "Q2", "Q3", "I1", "I2"],
+        &[
+            "I3", "I4", "I5", "M2", "M3", "M4", "Q1", "Q2", "Q3", "I1", "I2", "G1",
+        ],
     ),
 ];
 
@@ -245,6 +247,18 @@ fn evict_request_stalls_a_vcpu_on_its_request() {
 fn the_unbacked_invalidation_finding_replays_in_det_mode() {
     let dir = TempDir::new().unwrap();
     let cmd = "run pfncache-finding-hva --mode det --seed 19 --ops 60";
+    let (code, _, err) = outcome(kt(&dir, &words(cmd)));
+    assert_eq!(code, 1, "`{cmd}`: {err}");
+    assert_eq!(first_invariant(&summary(&run_dir(&dir))), "I4");
+}
+
+/// The finding's first route under the proposed `needs_invalidation` flag: still open
+/// (docs/findings): the walk of an event ran before the refresh set the flag, so
+/// nothing clears it, and the event ends before the relock.
+#[test]
+fn needs_invalidation_leaves_the_first_route_open() {
+    let dir = TempDir::new().unwrap();
+    let cmd = "run pfncache-finding-hva --variant needs-invalidation --mode det --seed 56 --ops 60";
     let (code, _, err) = outcome(kt(&dir, &words(cmd)));
     assert_eq!(code, 1, "`{cmd}`: {err}");
     assert_eq!(first_invariant(&summary(&run_dir(&dir))), "I4");

@@ -244,7 +244,7 @@ pub static DESC: ModelDesc = ModelDesc {
             name: "refresh-historic",
             commit: "93984f19",
             kind: VariantKind::Race,
-            expect: Expect::Caught(&["I3", "I4", "I5", "M2", "M3", "M4", "Q1", "Q2", "Q3", "I1", "I2"]),
+            expect: Expect::Caught(&["I3", "I4", "I5", "M2", "M3", "M4", "Q1", "Q2", "Q3", "I1", "I2", "G1"]),
             cells: &[],
             needs_concurrency: true,
             doc: "93984f19's own story: speculative valid and no refresh_lock, a second refresh reads the stale generation as fresh",
@@ -263,7 +263,10 @@ pub static DESC: ModelDesc = ModelDesc {
             commit: "dwmw2 2024 proposal (unmerged)",
             kind: VariantKind::Fixed,
             expect: Expect::Clean,
-            cells: NEEDS_INVALIDATION_CELLS,
+            // Route 1 of the finding stays open under the flag (docs/findings): a
+            // narrower window than mainline's, which stress meets too rarely for a
+            // cell; tests/pfncache.rs pins it in det mode.
+            cells: &[],
             needs_concurrency: true,
             doc: "mainline plus gpc->needs_invalidation: set before the refresh drops the lock, cleared by any invalidation of the uhva",
         },
@@ -282,12 +285,6 @@ pub static DESC: ModelDesc = ModelDesc {
 /// the host allowed to invalidate memory no memslot covers, mainline installs a page
 /// the host replaced.
 const UNBACKED_CELLS: &[Cell] = &[Cell {
-    params: &[("unbacked_invalidations", "true"), ("outside_pages", "1")],
-    expect: Expect::Caught(&["I4"]),
-}];
-
-/// The same configuration under the proposed `needs_invalidation` flag.
-const NEEDS_INVALIDATION_CELLS: &[Cell] = &[Cell {
     params: &[("unbacked_invalidations", "true"), ("outside_pages", "1")],
     expect: Expect::Caught(&["I4"]),
 }];

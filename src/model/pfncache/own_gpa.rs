@@ -34,16 +34,22 @@
 //! cache's [`Bracket`] (a ghost: begun before the event changes the cache, ended
 //! after). A refresh is *wasted* when it succeeded and the reader's very next check
 //! failed although no bracketed event of the cache began, ended or was in flight
-//! since the reader set out to refresh, and either the cache no longer has the gpa
+//! since the refresh took `refresh_lock` (what came before cannot undo an install
+//! made after), and either the cache no longer has the gpa
 //! the reader refreshed it for (only an activate moves a cache) or the memslot
 //! generation has not moved (nothing else can undo the refresh). A round with a
 //! cause is excused: it neither counts nor restarts the count, so invalidations in a
 //! loop can neither trip L1 in mainline nor hide a livelock. L1 trips at the
 //! [`WASTED_BOUND`]th wasted refresh without one successful use in between (the use
 //! ends the reader's op, so the count is per op). By the list above mainline never
-//! wastes a refresh, so any bound keeps `fixed` clean; four says "livelock", not
-//! one unlucky interleaving. L1 reads the cache, the memslot generation and the
-//! brackets: not the variant, and not who moved the cache.
+//! wastes a refresh, so any bound keeps `fixed` clean whatever the invalidation rate;
+//! two makes it a repetition (the reader refreshed again and was undone again) rather
+//! than one interleaving. It is no higher because the ping-pong is a race each round:
+//! the reader that just refreshed only loses if the other's refresh (woken from
+//! `refresh_lock`) takes `gpc->lock` before its own `read_lock()`, so a run of k
+//! losses for one reader is about 2k-1 such races lost in a row. L1 reads the cache,
+//! the memslot generation and the brackets: not the variant, and not who moved the
+//! cache (the message names neither).
 
 use super::cache::Gpc;
 use super::{cov, Op, PfnCache};
@@ -53,8 +59,8 @@ use std::sync::atomic::AtomicU64 as StdU64;
 use std::sync::atomic::Ordering::{Acquire, SeqCst};
 
 /// Wasted refreshes (successful, then a failing check with no legitimate cause)
-/// without a use between them that L1 allows: the next one trips it.
-const WASTED_BOUND: u32 = 4;
+/// without a use between them at which L1 trips.
+const WASTED_BOUND: u32 = 2;
 
 /// Refreshes after which a reader gives up (the kernel's loop is unbounded; a reader
 /// starved by legitimate invalidations is not what L1 is about, and the op must end).
