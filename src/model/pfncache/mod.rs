@@ -77,7 +77,7 @@ pub static DESC: ModelDesc = ModelDesc {
         OpDesc { name: "write", role: USER, weight: 4, doc: "a writer (Xen evtchn_pending, runstate): check/refresh, write through khva, mark the page dirty" },
         OpDesc { name: "harvest", role: VMM, weight: 1, doc: "VMM's final dirty-log read (KVM_GET_DIRTY_LOG with every vCPU out of KVM_RUN)" },
         OpDesc { name: "kvm_run", role: USER, weight: 3, doc: "a vCPU's KVM_RUN: requests, its guest-mode cache refreshed, guest entry, guest accesses through the pfn" },
-        OpDesc { name: "read_own_gpa", role: USER, weight: 20, doc: "a reader of the first GPA-based active cache (as all vCPUs read Xen's shared_info) with its own gpa (the pre-58f5ee5f check/refresh API shape), bounded by L1" },
+        OpDesc { name: "read_own_gpa", role: USER, weight: 12, doc: "a reader of the first GPA-based active cache (as all vCPUs read Xen's shared_info) with its own gpa (the pre-58f5ee5f check/refresh API shape), bounded by L1" },
     ],
     params: &[
         ParamDesc { name: "pin", kind: ParamKind::Bool { default: false }, doc: "pinning era: the cache holds a page reference (always on for double-put and leaked-ref)" },
