@@ -275,7 +275,7 @@ pub static DESC: ModelDesc = ModelDesc {
         VariantDesc::mutant("mut-walk-skips-last", &["I4", "I8"], false, "the gpc walk stops one cache short of the end of gpc_list"),
         VariantDesc::mutant("mut-check-skips-generation", &["I8"], false, "kvm_gpc_check does not compare the memslot generation of a GPA cache"),
         VariantDesc::mutant("mut-reader-skips-recheck", &["I3", "I4", "I8"], true, "a reader whose refresh succeeded uses the cache without kvm_gpc_check under the new read lock"),
-        VariantDesc::mutant("mut-valid-before-retry-test", &["M3", "I3", "I4", "I8"], true, "hva_to_pfn_retry sets valid right after relocking, before the retry test passed"),
+        VariantDesc::mutant("mut-valid-before-retry-test", &["M3", "I3", "I4", "I5", "I8"], true, "hva_to_pfn_retry sets valid right after relocking, before the retry test passed"),
     ],
     hidden: false,
     build,
