@@ -13,7 +13,8 @@ use tempfile::TempDir;
 /// plus what the same missing step also breaks — every invariant here was seen first
 /// on some seed of 1000-seed det hunts and stress runs (the fixed protocol raises none).
 const RACES: &[(&str, &[&str])] = &[
-    ("speculative-valid", &["I3", "I4"]),
+    // The placeholder valid cache, read by a reader (I3, I4) or by a vCPU in guest mode (G1).
+    ("speculative-valid", &["I3", "I4", "G1"]),
     // No mutex at all: two refreshes overwrite each other's mapping (M3, M2, I3, I4),
     // race each other's address updates (I5) and the unserialised activate/deactivate
     // (I1, I2, Q1, Q2), and leak a mapping (Q3).
