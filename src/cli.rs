@@ -166,6 +166,10 @@ pub struct ValidateArgs {
     pub ops: Option<u64>,
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Det mode: schedules per case, from `--seed` on. A race or mutant must fail
+    /// one; a clean variant must pass them all.
+    #[arg(long, default_value_t = 16)]
+    pub seeds: u64,
     /// stress (default) or det.
     #[arg(long, value_enum)]
     pub mode: Option<ModeArg>,
