@@ -1,5 +1,6 @@
-//! The HPT-resize model through the CLI: the buggy protocol is caught, the fixed one
-//! is clean with every race window entered, and the race needs concurrency.
+//! The HPT-resize model through the CLI: the buggy protocol is caught with a report
+//! that shows the race, and the race needs concurrency. (That the fixed protocol is
+//! clean with every window entered is `tests/models.rs`'s, for every model.)
 
 mod common;
 use common::{kt, outcome, run_dir, summary, words};
@@ -35,11 +36,6 @@ fn buggy_is_caught_and_the_report_names_the_race() {
             names.iter().any(|n| *n == "R3" || *n == "R1"),
             "seed {seed}: {names:?}"
         );
-        assert!(
-            s["duration_s"].as_f64().unwrap() < 10.0,
-            "seed {seed}: detection took {}",
-            s["duration_s"]
-        );
         let report = std::fs::read_to_string(run.join("report.txt")).unwrap();
         assert!(report.contains("VIOLATION 1 of"), "{report}");
         assert!(report.contains("last operations of every worker"));
@@ -62,24 +58,6 @@ fn buggy_with_one_thread_is_clean() {
         "the lone worker must also resize"
     );
     assert!(s["ops_by_kind"]["kvm_run"].as_u64().unwrap() > 0);
-}
-
-/// The rarest window, a whole commit between a vCPU's guest exit and its page fault
-/// (`fault_on_stale_table`), is entered a few times a second on an idle 2-core
-/// machine: 8 s keeps this test meaningful when other tests share the cores.
-#[test]
-fn fixed_is_clean_and_enters_every_race_window() {
-    let (code, dir) = run_hpt("fixed", "16", "8s", "12");
-    assert_eq!(code, 0);
-    let s = summary(&run_dir(&dir));
-    let cov = s["coverage"].as_object().unwrap();
-    assert_eq!(cov.len(), 16);
-    for (name, n) in cov {
-        assert!(
-            n.as_u64().unwrap() > 0,
-            "race window {name} never entered: {cov:?}"
-        );
-    }
 }
 
 /// Regression: two workers without injection once raised a false R3 when the ghost

@@ -223,10 +223,11 @@ fn fixed_variants_and_controls_are_clean_and_enter_every_window() {
     let res = TempDir::new().unwrap();
     let mut failures = Vec::new();
     for c in cases().iter().filter(|c| c.cell.expect == Expect::Clean) {
-        // Up to five short runs with different seeds: every window must be entered in
-        // at least one of them, and every run must be clean.
+        // Short runs with different seeds until every window has been entered in one
+        // of them (up to ten: hpt's rarest window is entered about once a second
+        // when two copies of the suite share two cores), and every run must be clean.
         let mut seen: BTreeMap<String, u64> = BTreeMap::new();
-        for seed in 1..=5 {
+        for seed in 1..=10 {
             let (code, out, err) = kt(
                 &[&["run".to_string()][..], &c.args()].concat(),
                 &format!("--threads 8 --duration 4s --seed {seed} --quiet --format json"),
@@ -272,9 +273,10 @@ fn caught_runs_with_keep_going_end_at_their_duration() {
         let s: Value = serde_json::from_str(&out).unwrap_or_default();
         let took = s["duration_s"].as_f64().unwrap_or(f64::MAX);
         // The harness's own clock: the run stopped soon after its budget (within a
-        // second on an idle machine; the bound leaves room for a loaded one, and is
-        // far below the 30 s stall timeout a wedged worker would hit).
-        if code != 1 || s["status"] != "violation" || took > 10.0 {
+        // second on an idle machine). The bound only separates "stopped at the
+        // deadline" from "overran into the 30 s stall timeout", so a loaded machine
+        // meets it.
+        if code != 1 || s["status"] != "violation" || took > 25.0 {
             failures.push(format!(
                 "{}: exit {code}, status {}, {took:.2}s {err}",
                 c.label(),

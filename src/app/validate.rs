@@ -13,9 +13,9 @@ use crate::cli::{Format, ModeArg, ValidateArgs};
 use crate::error::{exit, Error};
 use crate::model::{self, Cell, Expect, ModelDesc, VariantDesc, VariantKind};
 use crate::report::{self, progress::Silent, Summary};
+use crate::scenario::{self, Overrides};
 use std::collections::BTreeMap;
 use std::sync::Mutex;
-use crate::scenario::{self, Overrides};
 
 /// One case's verdict.
 struct Verdict {
