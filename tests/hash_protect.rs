@@ -21,7 +21,7 @@ fn buggy_is_caught_under_phyp_and_absorbed_under_kvm() {
     assert_eq!(s["violations"][0]["invariant"], "H1");
 
     let (code, dir, err) = run(
-        "run --model hash-protect --variant buggy --threads 6 --duration 2s --seed 2 --param hypervisor=kvm",
+        "run --model hash-protect --variant buggy --mode det --threads 6 --ops 200 --seed 2 --param hypervisor=kvm",
     );
     assert_eq!(code, 0, "{err}");
     let s = summary(&run_dir(&dir));

@@ -50,7 +50,7 @@ fn buggy_is_caught_and_the_report_names_the_race() {
 
 #[test]
 fn buggy_with_one_thread_is_clean() {
-    let (code, dir) = run_hpt("buggy", "1", "2s", "11");
+    let (code, dir) = run_hpt("buggy", "1 --ops 3000", "120s", "11");
     assert_eq!(code, 0, "a race variant run alone must be clean");
     let s = summary(&run_dir(&dir));
     assert!(
