@@ -2,7 +2,7 @@
 //! cells refused, and det mode finding the phyp race.
 
 mod common;
-use common::{kt, outcome, run_dir, summary, words};
+use common::{first_invariant, kt, outcome, run_dir, run_model, summary, words};
 use tempfile::TempDir;
 
 fn run(args: &str) -> (i32, TempDir, String) {
@@ -62,4 +62,27 @@ fn a_secondary_that_never_decrements_is_a_stall() {
         "run --model hash-protect --variant m-secondary-skips-dec --threads 4 --duration 10s --stall-timeout 2s",
     );
     assert_eq!(code, 3, "{err}");
+}
+
+/// det seed 1, 8 threads: a CPU goes offline between `atomic_set(&cpu_counter,
+/// num_online_cpus())` and stop_machine, so the first secondary's decrement finds 7
+/// with 6 online (H5) and the participants are let go. The changer must not check its
+/// half-changed range then: the kernel's caller would still be waiting in
+/// `__stop_cpus()` for every `multi_cpu_stop()`. (It used to report H2 first.) The
+/// report names every event field.
+#[test]
+fn an_abandoned_stop_machine_does_not_return_to_the_changer() {
+    let (code, s, path, _dir) = run_model(
+        "hash-protect",
+        "--variant no-cpus-read-lock --mode det --seed 1 --threads 8 --ops 200",
+    );
+    assert_eq!(code, 1, "{s}");
+    assert_eq!(first_invariant(&s), "H5", "{s}");
+    let all = s["violations"].as_array().unwrap();
+    assert!(all.iter().all(|v| v["invariant"] != "H2"), "{s}");
+
+    let report = std::fs::read_to_string(path.join("report.txt")).unwrap();
+    assert!(report.contains("stop_machine.abandoned caller_cpu=1"), "{report}");
+    assert!(report.contains("stop.state RUN: threads="), "{report}");
+    assert!(!report.contains(" a=0x"), "unnamed event fields in {report}");
 }
