@@ -514,6 +514,7 @@ pub fn shrink(a: &ShrinkArgs) -> Result<i32, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::report::hex;
     use crate::scenario::{self, ModeArg, Overrides};
 
     #[test]
@@ -528,12 +529,18 @@ mod tests {
         );
     }
 
-    /// A shrink never returns more steps or preemptions than its input, over
-    /// failing seeds of two variants (with a small budget, as a cut-short search
-    /// must keep the promise too).
+    /// A shrink never returns more steps or preemptions than its input, over a few
+    /// failing seeds of each race issue 11 names (with a small budget, as a
+    /// cut-short search must keep the promise too), and its result replays exactly:
+    /// the same failure, the same hashes, from its own `schedule.json`.
     #[test]
-    fn shrink_never_grows() {
-        for (model, variant) in [("pfncache", "deactivate-race"), ("hpt", "buggy")] {
+    fn shrink_never_grows_and_replays() {
+        for (model, variant) in [
+            ("hpt", "buggy"),
+            ("pfncache", "speculative-valid"),
+            ("pfncache", "deactivate-race"),
+            ("pfncache", "no-refresh-lock"),
+        ] {
             let mut checked = 0;
             for seed in 1..=40 {
                 let o = Overrides {
@@ -554,12 +561,24 @@ mod tests {
                 let orig = exec::schedule_of(&plan, &ex).unwrap();
                 let mut s = Search::new(&orig, 60).unwrap();
                 s.run_passes().unwrap();
-                let after = Size::of(&s.best.0);
+                let (best, best_ex) = &s.best;
+                let after = Size::of(best);
                 assert!(
                     after.steps <= orig.steps && after.preemptions <= orig.preemptions,
                     "{model}/{variant} seed {seed}: {orig:?} → {after:?}"
                 );
-                assert_eq!(Failure::of(&s.best.1), Failure::of(&ex));
+                assert_eq!(Failure::of(best_ex), Failure::of(&ex));
+                let again = exec::execute(&best.replay_plan().unwrap(), &|| false, &mut Silent).unwrap();
+                let d = again.outcome.det.as_ref().unwrap();
+                assert_eq!(
+                    (again.code, hex(d.schedule_hash), hex(d.trace_hash)),
+                    (
+                        best.exit_code,
+                        best.schedule_hash.clone(),
+                        best.trace_hash.clone()
+                    ),
+                    "{model}/{variant} seed {seed}: the shrunk schedule does not replay"
+                );
                 checked += 1;
                 if checked == 3 {
                     break;
