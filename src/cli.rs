@@ -205,7 +205,8 @@ pub struct HuntArgs {
     #[arg(long)]
     pub stop_on_first: bool,
     /// Count only failures whose first violation reads TEXT (in `INVARIANT op:
-    /// message`): the seeds of one race among several that break invariants.
+    /// message`, numbers aside): the seeds of one race among several that break
+    /// invariants.
     #[arg(long, value_name = "TEXT")]
     pub failure: Option<String>,
     #[command(flatten)]

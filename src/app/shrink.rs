@@ -64,7 +64,7 @@ impl Failure {
 }
 
 /// `msg` with each run of digits (and a `0x` hex number) replaced by `#`.
-fn message_class(msg: &str) -> String {
+pub(super) fn message_class(msg: &str) -> String {
     let mut out = String::with_capacity(msg.len());
     let mut chars = msg.chars().peekable();
     while let Some(c) = chars.next() {

@@ -319,9 +319,17 @@ impl Gpc {
             )
         };
         match (inactive, valid) {
-            (Some(i), Some(v)) if i < v => format!("{} after {}", text(v), text(i)),
-            (Some(i), Some(v)) => format!("{} before {}", text(v), text(i)),
-            (None, Some(v)) => text(v),
+            (Some(i), Some(v)) if i < v => format!(
+                "made valid after it was made inactive: {}, then {}",
+                text(i),
+                text(v)
+            ),
+            (Some(i), Some(v)) => format!(
+                "valid from before it was made inactive: {}, then {}",
+                text(v),
+                text(i)
+            ),
+            (None, Some(v)) => format!("made valid by {}", text(v)),
             (Some(i), None) => format!("no install since {}", text(i)),
             (None, None) => "no install in its history".to_string(),
         }
