@@ -338,3 +338,59 @@ fn hpt_shrinks_to_a_short_protocol_view_with_the_violation_marked() {
     let (c, r) = replay(&shrunk);
     assert_eq!((c, &r["match"]), (1, &Value::Bool(true)), "{r}");
 }
+
+/// `hunt --failure TEXT` keeps only the failures whose first violation reads TEXT,
+/// numbers aside: one race among the several a variant's seeds find.
+#[test]
+fn hunt_failure_keeps_only_the_failures_that_read_the_text() {
+    let hunt = |failure: &str| {
+        let dir = TempDir::new().unwrap();
+        let args = [
+            "hunt",
+            "--model",
+            "hpt",
+            "--variant",
+            "buggy",
+            "--mode",
+            "det",
+            "--threads",
+            "3",
+            "--ops",
+            "30",
+            "--seeds",
+            "1..6",
+            "--format",
+            "json",
+            "--failure",
+            failure,
+            "--results-dir",
+        ];
+        let mut args = args.to_vec();
+        args.push(dir.path().to_str().unwrap());
+        json(kt(&dir, &args))
+    };
+    let seeds = |v: &Value| -> Vec<u64> {
+        v["failing"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["seed"].as_u64().unwrap())
+            .collect()
+    };
+    let (code, all) = hunt("");
+    assert_eq!(code, 1, "{all}");
+    // "index 9" reads "index #": the entry number does not tell failures apart.
+    let (code, r3) = hunt("R3 kvm_run: page fault made an entry VALID at index 9");
+    assert_eq!(code, 1, "{r3}");
+    assert!(
+        r3["failing"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|f| f["invariant"] == "R3"),
+        "{r3}"
+    );
+    assert!(seeds(&r3).iter().all(|s| seeds(&all).contains(s)), "{r3} {all}");
+    let (code, none) = hunt("no violation reads this");
+    assert_eq!((code, seeds(&none).len()), (0, 0), "{none}");
+}

@@ -8,8 +8,13 @@
 //! gone, and with them the choices that followed them: every later decision would
 //! land that many choices too late, at another thread's step, and the candidate
 //! would be a different interleaving. [`decisions_without`] moves the decisions
-//! taken at the part's own steps to where it began and the later ones back by the choices
-//! the part took, as they fall in a run without it.
+//! taken at the part's own steps to where it began, and the later ones back by the
+//! choices the part took, as they fall in a run without it.
+//!
+//! A part's steps are found from the worker's [`Marks`]: an op's run from its start
+//! to its end; a round's from its start to the next round's (or the op's end), so
+//! the steps after the last round of a loop count as that round's. A cut whose
+//! moved schedule does not reproduce is simply not kept: every candidate is run.
 
 use super::exec::Executed;
 use crate::engine::Marks;
@@ -55,8 +60,8 @@ pub fn parts(ex: &Executed) -> Vec<(u64, Cut)> {
 
 /// `decisions` (the schedule of `ex`) as they fall in the same run without the
 /// parts `cuts`: each moves back by the number of choices taken right after one of
-/// their steps. `None` if the run's trace does not go
-/// back to its first step (a run longer than the scheduler's trace tail).
+/// their steps. `None` if the run's trace does not go back to its first step (a run
+/// longer than the scheduler's trace tail).
 pub fn decisions_without(ex: &Executed, decisions: &[Decision], cuts: &[Cut]) -> Option<Vec<Decision>> {
     let det = ex.outcome.det.as_ref()?;
     if det.tail.first().map_or(det.steps > 0, |s| s.step != 1) {
