@@ -209,6 +209,11 @@ pub struct HuntArgs {
     /// Stop at the first failing seed.
     #[arg(long)]
     pub stop_on_first: bool,
+    /// Count only failures whose first violation reads TEXT (in `INVARIANT op:
+    /// message`, numbers aside): the seeds of one race among several that break
+    /// invariants.
+    #[arg(long, value_name = "TEXT")]
+    pub failure: Option<String>,
     #[command(flatten)]
     pub out: OutputArgs,
 }

@@ -141,6 +141,7 @@ fn run(s: &Spec) -> Result<Outcome, Error> {
         weights: sc.weights()?,
         test_stall_worker: None,
         skip_ops: Vec::new(),
+        skip_rounds: Vec::new(),
         det: det.map(|d| d.0),
     };
     Ok(engine::run(

@@ -7,6 +7,7 @@ use super::exec::{self, Executed, Plan};
 use super::ktap;
 use super::run;
 use super::run_dir::RunDir;
+use super::shrink::message_class;
 use crate::cli::{Format, HuntArgs, ModeArg};
 use crate::error::{exit, usage, Error};
 use crate::report::{self, progress::Silent};
@@ -127,6 +128,14 @@ fn gaps(start: u64, failing: &[u64]) -> Vec<u64> {
         .collect()
 }
 
+/// Whether the first violation of `ex` reads `text`, as `INVARIANT op: message`,
+/// numbers aside (`gpc0` matches `gpc3`, as `shrink` tells failures apart).
+fn reads(ex: &Executed, text: &str) -> bool {
+    ex.summary.violations.first().is_some_and(|v| {
+        message_class(&format!("{} {}: {}", v.invariant, v.op, v.message)).contains(&message_class(text))
+    })
+}
+
 pub fn hunt(a: &HuntArgs) -> Result<i32, Error> {
     let (lo, hi) = parse_seeds(&a.seeds)?;
     let (shard_i, shard_n) = a.shard.as_deref().map(parse_shard).transpose()?.unwrap_or((0, 1));
@@ -177,7 +186,9 @@ pub fn hunt(a: &HuntArgs) -> Result<i32, Error> {
         for (k, n) in &ex.summary.coverage {
             *t.coverage.entry(k.clone()).or_default() += n;
         }
-        ex.code != exit::CLEAN && ex.code != exit::INTERRUPTED
+        ex.code != exit::CLEAN
+            && ex.code != exit::INTERRUPTED
+            && a.failure.as_deref().map_or(true, |f| reads(ex, f))
     };
     let found = sweep(&plan, &sw, &failed, &save);
     let mut totals = totals.into_inner().expect("totals lock");
@@ -205,7 +216,7 @@ pub fn hunt(a: &HuntArgs) -> Result<i32, Error> {
         "kind": "hunt",
         "scenario": sc.name, "model": sc.model.name, "variant": sc.variant.name,
         "mode": plan.mode(), "strategy": strategy, "threads": sc.threads, "ops": sc.ops,
-        "seeds": format!("{lo}..{hi}"), "shard": format!("{shard_i}/{shard_n}"),
+        "seeds": format!("{lo}..{hi}"), "shard": format!("{shard_i}/{shard_n}"), "failure": a.failure,
         "tried": tried, "ran": totals.ran, "failing": failing,
         "seeds_to_bug": {"median": median, "max": g.last()},
         "ops_total": totals.ops, "coverage": totals.coverage,
@@ -247,13 +258,16 @@ pub fn hunt(a: &HuntArgs) -> Result<i32, Error> {
         }
         Format::Human => {
             println!(
-                "hunt {} / {} ({}{}): {} seed(s) tried in {elapsed:.1}s, {} failing",
+                "hunt {} / {} ({}{}): {} seed(s) tried in {elapsed:.1}s, {} failing{}",
                 sc.model.name,
                 sc.variant.name,
                 plan.mode(),
                 strategy.map_or(String::new(), |s| format!(" {s}")),
                 tried.len(),
-                failing.len()
+                failing.len(),
+                a.failure
+                    .as_deref()
+                    .map_or(String::new(), |f| format!(" with `{f}`"))
             );
             println!("  results: {}", hunt_dir.display());
             if let (Some(m), Some(x)) = (median, g.last()) {

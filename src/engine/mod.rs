@@ -35,6 +35,9 @@ pub struct RunConfig {
     /// Det shrinking: ops left out, as (worker, op number). The worker still draws
     /// the op from its stream but does not run it (see [`worker`]).
     pub skip_ops: Vec<(usize, u64)>,
+    /// Det shrinking: rounds left out, as (worker, op number, round) (see
+    /// [`crate::model::Ctx::round`]).
+    pub skip_rounds: Vec<(usize, u64, u64)>,
     pub seed: u64,
     pub delay_prob: f64,
     pub window_boost: f64,
@@ -93,6 +96,29 @@ pub struct Outcome {
     pub model_dump: String,
     /// The scheduler's record of a det run.
     pub det: Option<DetOutcome>,
+    /// Det mode: each worker's [`Marks`].
+    pub marks: Vec<Marks>,
+}
+
+/// Where one det worker's ops and rounds began, in det steps: what `shrink` needs to
+/// tell which scheduling decisions an op or a round took, to leave them out with it.
+#[derive(Debug, Clone, Default)]
+pub struct Marks {
+    /// (steps so far, op number, round) at each op's start (round 0), each round's
+    /// and each op's end ([`Marks::BETWEEN`]). The steps after a mark, up to the
+    /// next, are that op's or round's (or, after an end, between ops).
+    pub starts: Vec<(u64, u64, u64)>,
+    /// Steps so far when the worker left the scheduler (its last decision).
+    pub exit: Option<u64>,
+}
+
+impl Marks {
+    /// The round of a mark at an op's end.
+    pub const BETWEEN: u64 = u64::MAX;
+
+    fn begin(&mut self, step: u64, op: u64, round: u64) {
+        self.starts.push((step, op, round));
+    }
 }
 
 /// Progress sink (a bar, plain lines, or nothing).
@@ -114,6 +140,7 @@ pub(crate) struct Shared {
     found: Mutex<(Vec<Found>, usize)>,
     fault: Mutex<Option<String>>,
     det: Option<Arc<Det>>,
+    marks: Vec<Mutex<Marks>>,
     /// The monitor's thread, unparked by the last worker to finish so that short
     /// runs (hunts, shrinking) do not wait out the monitor's poll period.
     main: std::thread::Thread,
@@ -193,6 +220,7 @@ pub fn run(
         main: std::thread::current(),
         found: Mutex::new((Vec::new(), 0)),
         fault: Mutex::new(None),
+        marks: (0..cfg.threads).map(|_| Mutex::default()).collect(),
         desc,
         model,
         cfg,
@@ -333,5 +361,10 @@ fn finish(sh: Arc<Shared>, interrupt: bool, stalled: Vec<usize>, worker_labels: 
         worker_labels,
         model_dump: sh.model.dump(),
         det,
+        marks: sh
+            .marks
+            .iter()
+            .map(|m| std::mem::take(&mut *m.lock().unwrap_or_else(|e| e.into_inner())))
+            .collect(),
     }
 }

@@ -111,11 +111,16 @@ impl Recorder {
         matches!(self.clock, Clock::Steps(_))
     }
 
-    pub fn record(&self, worker: usize, kind: Kind, what: &'static str, a: u64, b: u64) {
-        let t_ns = match &self.clock {
+    /// The timestamp an entry recorded now would get.
+    pub fn now(&self) -> u64 {
+        match &self.clock {
             Clock::Wall(start) => start.elapsed().as_nanos() as u64,
             Clock::Steps(s) => s.load(Ordering::Relaxed),
-        };
+        }
+    }
+
+    pub fn record(&self, worker: usize, kind: Kind, what: &'static str, a: u64, b: u64) {
+        let t_ns = self.now();
         let mut r = self.rings[worker].lock().unwrap_or_else(|e| e.into_inner());
         match kind {
             Kind::Begin => r.current = Some(what),
