@@ -257,10 +257,22 @@ fn monitor(sh: &Shared, interrupted: &dyn Fn() -> bool, obs: &mut dyn Observer) 
     let mut last_quiescent = Instant::now();
     let mut interrupt = false;
     let mut stopping_since: Option<Instant> = None;
+    let tick = Duration::from_millis(20);
+    let mut prev = Instant::now();
     loop {
-        std::thread::park_timeout(Duration::from_millis(20));
+        std::thread::park_timeout(tick);
         let now = Instant::now();
         let elapsed = now - sh.start;
+        // A watchdog that itself woke seconds late saw a frozen process (a stopped
+        // job, a host that paused the VM, an overloaded machine that ran nobody), not
+        // hung workers: the time it missed counts for no worker's stall.
+        let missed = (now - prev).saturating_sub(tick);
+        prev = now;
+        if missed >= Duration::from_secs(1) {
+            for t in last_change.iter_mut().chain(stopping_since.iter_mut()) {
+                *t += missed;
+            }
+        }
         if sh.finished.load(Ordering::Acquire) == n {
             return (interrupt, Vec::new());
         }
