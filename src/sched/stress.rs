@@ -11,7 +11,6 @@
 //! successes of a per-point Bernoulli(`p`) trial. Same injected process, one
 //! decrement per point.
 
-use super::Site;
 use crate::rng::Rng;
 use std::time::Duration;
 
@@ -45,7 +44,9 @@ impl Injection {
     }
 }
 
-/// Points left to skip before the next delay, for one class of sites.
+/// Points left to skip before the next delay, for one class of sites (`left` is
+/// the first count; the thread-local fast path of [`super::point`] counts it down).
+#[derive(Clone, Copy)]
 struct Gap {
     left: u64,
     /// `ln(1 - p)`; 0 when `p` is 0 (never inject).
@@ -101,19 +102,26 @@ impl Injector {
         }
     }
 
-    #[inline]
-    pub fn point(&mut self, site: &Site) {
-        let g = if site.window {
-            &mut self.window
+    /// The skip count of a site class before its first delay.
+    pub fn first_gap(&self, window: bool) -> u64 {
+        self.gap(window).left
+    }
+
+    fn gap(&self, window: bool) -> &Gap {
+        if window {
+            &self.window
         } else {
-            &mut self.plain
-        };
-        if g.left > 0 {
-            g.left -= 1;
-            return;
+            &self.plain
         }
-        g.left = g.draw(&mut self.rng);
+    }
+
+    /// A point of the class whose skip count ran out: inject a delay, and return
+    /// the next skip count (the fast path in [`super::point`] counts it down).
+    pub fn fire(&mut self, window: bool) -> u64 {
+        let gap = *self.gap(window);
+        let next = gap.draw(&mut self.rng);
         self.delay();
+        next
     }
 
     /// A spin (half the time), a yield, or a short sleep: three very different
