@@ -106,6 +106,8 @@ thread_local! {
     static WINDOW_LEFT: Cell<u64> = const { Cell::new(u64::MAX) };
     /// The thread runs under a det scheduler (gates [`op`]).
     static DET: Cell<bool> = const { Cell::new(false) };
+    /// Threads per core of this stress worker's run ([`stress::crowd`]).
+    static CROWD: Cell<u64> = const { Cell::new(1) };
 }
 
 /// Which skip counter a site class uses.
@@ -119,10 +121,11 @@ fn left(window: bool) -> &'static std::thread::LocalKey<Cell<u64>> {
 
 /// Installs `mode` for the current thread (a torture worker) until the guard drops.
 pub fn enter(mode: Mode) -> ModeGuard {
-    let (plain, window, det) = match &mode {
-        Mode::Stress(inj) => (inj.first_gap(false), inj.first_gap(true), false),
-        Mode::Det(_) => (0, 0, true),
+    let (plain, window, det, crowd) = match &mode {
+        Mode::Stress(inj) => (inj.first_gap(false), inj.first_gap(true), false, inj.crowd()),
+        Mode::Det(_) => (0, 0, true, 1),
     };
+    CROWD.with(|c| c.set(crowd));
     PLAIN_LEFT.with(|c| c.set(plain));
     WINDOW_LEFT.with(|c| c.set(window));
     DET.with(|c| c.set(det));
@@ -139,7 +142,13 @@ impl Drop for ModeGuard {
         PLAIN_LEFT.with(|c| c.set(u64::MAX));
         WINDOW_LEFT.with(|c| c.set(u64::MAX));
         DET.with(|c| c.set(false));
+        CROWD.with(|c| c.set(1));
     }
+}
+
+/// Threads per core of this stress worker's run (1 outside one).
+pub(crate) fn crowd() -> u64 {
+    CROWD.with(Cell::get)
 }
 
 /// A preemption point: another thread may run here.

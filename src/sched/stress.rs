@@ -21,27 +21,53 @@ pub struct Injection {
     pub prob: f64,
     /// Race windows inject with `prob * window_boost` (capped at 0.5).
     pub window_boost: f64,
+    /// Which delays go where.
+    pub policy: Policy,
+}
+
+/// Which delays a point draws from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Policy {
+    /// Any point: a spin (half the time), a yield or a short sleep, windows from
+    /// nanoseconds to a scheduler tick (the injector before issue 17).
+    Uniform,
+    /// Plain points only spin; race windows spin, yield or sleep. With more threads
+    /// than cores ([`crowd`]), plain points delay `crowd` times less often and
+    /// shorter, and windows yield: the OS already stops every thread for about
+    /// `crowd` time slices at points of its own choosing, so an injected spin only
+    /// holds a core the others wait for, and a yield is itself a long window.
+    Targeted,
 }
 
 impl Injection {
-    /// The default: a delay at 1 % of plain points and 20 % of race windows.
+    /// The default: a delay at 1 % of plain points and 20 % of race windows,
+    /// [`Policy::Targeted`]. Yields and sleeps cost a system call and, with more
+    /// threads than cores, a trip through the run queue; at plain points, of which an
+    /// op has hundreds, they took most of the run's time while the named windows are
+    /// where a long delay opens a race (README, Performance).
     pub const DEFAULT: Injection = Injection {
         prob: 0.01,
         window_boost: 20.0,
+        policy: Policy::Targeted,
     };
 
-    /// A candidate default measured side by side by `bench`: the same rate at race
-    /// windows, a fifth of it at plain points. Not the default: on pfncache it
-    /// detected several race variants later (the README's performance section).
-    pub const CANDIDATE: Injection = Injection {
-        prob: 0.002,
-        window_boost: 100.0,
+    /// The default before issue 17 (the same rates, any delay at any point):
+    /// `bench` measures it side by side with [`Injection::DEFAULT`].
+    pub const OLD_DEFAULT: Injection = Injection {
+        policy: Policy::Uniform,
+        ..Injection::DEFAULT
     };
 
     /// Injection off.
     pub fn off(self) -> Injection {
         Injection { prob: 0.0, ..self }
     }
+}
+
+/// How many threads share a core: `threads / cores`, at least 1.
+pub fn crowd(threads: usize) -> u64 {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    (threads / cores).max(1) as u64
 }
 
 /// Points left to skip before the next delay, for one class of sites (`left` is
@@ -90,14 +116,23 @@ pub struct Injector {
     rng: Rng,
     plain: Gap,
     window: Gap,
+    policy: Policy,
+    /// [`crowd`] of the run.
+    crowd: u64,
 }
 
 impl Injector {
-    pub fn new(mut rng: Rng, inj: Injection) -> Self {
+    pub fn new(mut rng: Rng, inj: Injection, threads: usize) -> Self {
+        let crowd = match inj.policy {
+            Policy::Uniform => 1,
+            Policy::Targeted => crowd(threads),
+        };
         let window_prob = (inj.prob * inj.window_boost).min(0.5);
         Injector {
-            plain: Gap::new(inj.prob, &mut rng),
+            plain: Gap::new(inj.prob / crowd as f64, &mut rng),
             window: Gap::new(window_prob, &mut rng),
+            policy: inj.policy,
+            crowd,
             rng,
         }
     }
@@ -105,6 +140,11 @@ impl Injector {
     /// The skip count of a site class before its first delay.
     pub fn first_gap(&self, window: bool) -> u64 {
         self.gap(window).left
+    }
+
+    /// Threads per core ([`crowd`]; 1 under [`Policy::Uniform`]), for [`backoff`].
+    pub fn crowd(&self) -> u64 {
+        self.crowd
     }
 
     fn gap(&self, window: bool) -> &Gap {
@@ -120,35 +160,53 @@ impl Injector {
     pub fn fire(&mut self, window: bool) -> u64 {
         let gap = *self.gap(window);
         let next = gap.draw(&mut self.rng);
-        self.delay();
+        match (self.policy, window) {
+            (Policy::Uniform, _) => self.mixed(),
+            (Policy::Targeted, false) => self.spin(2000 / self.crowd),
+            (Policy::Targeted, true) if self.crowd > 1 => std::thread::yield_now(),
+            (Policy::Targeted, true) => self.mixed(),
+        }
         next
     }
 
     /// A spin (half the time), a yield, or a short sleep: three very different
     /// lengths, because races need windows from nanoseconds to a scheduler tick.
     #[cold]
-    fn delay(&mut self) {
+    fn mixed(&mut self) {
         match self.rng.below(100) {
-            0..=49 => {
-                for _ in 0..self.rng.below(2000) {
-                    std::hint::spin_loop();
-                }
-            }
+            0..=49 => self.spin(2000),
             50..=89 => std::thread::yield_now(),
             _ => std::thread::sleep(Duration::from_micros(5 + self.rng.below(50))),
         }
     }
+
+    /// Up to `max` spin-loop hints.
+    fn spin(&mut self, max: u64) {
+        for _ in 0..self.rng.below(max.max(1)) {
+            std::hint::spin_loop();
+        }
+    }
 }
 
-/// The wait after the `rounds`-th failed attempt of a spin loop.
-pub fn backoff(rounds: u32) {
-    if rounds < 8 {
+/// The wait after the `rounds`-th failed attempt of a spin loop, with `crowd`
+/// threads per core ([`crowd`]): a few spins while every thread can have a core,
+/// then yields, then sleeps. The more threads share a core, the sooner the sleeps
+/// and the longer: a waiter that yields stays on the run queue, and at 1024 threads
+/// on 2 cores the lock holder it waits for (descheduled, most likely) got a core only
+/// after every yielding waiter had had its turn: half the run went into
+/// `sched_yield` (README, Performance). A sleep takes the waiter off the queue; it
+/// costs a timer and at least the timer slack (50 µs), which is why threads that
+/// fit the cores hardly ever sleep (pfncache at 16 threads spent a fifth of its time
+/// in 20 µs sleeps after 200 yields).
+pub fn backoff(rounds: u32, crowd: u64) {
+    let yields = (2000 / crowd).max(4) as u32;
+    if crowd == 1 && rounds < 8 {
         for _ in 0..(1u32 << rounds) {
             std::hint::spin_loop();
         }
-    } else if rounds < 200 {
+    } else if rounds < yields {
         std::thread::yield_now();
     } else {
-        std::thread::sleep(Duration::from_micros(20));
+        std::thread::sleep(Duration::from_micros(20 * crowd.min(50)));
     }
 }
