@@ -28,7 +28,7 @@ fn tiny_bench_reports_every_model_and_saves_its_json() {
     let v: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
     let saved = std::fs::read_to_string(run_dir(&dir).join("bench.json")).unwrap();
     assert_eq!(serde_json::from_str::<Value>(&saved).unwrap(), v);
-    for inj in ["old_default", "default"] {
+    for inj in ["default", "candidate"] {
         assert!(v["injection"][inj]["delay_prob"].is_number(), "{v}");
     }
     let list: Value = serde_json::from_str(&outcome(kt(&dir, &["list", "--format", "json"])).1).unwrap();
@@ -55,7 +55,7 @@ fn tiny_bench_reports_every_model_and_saves_its_json() {
             .collect();
         assert!(threads.contains(&2) && threads.contains(&16), "{m}");
         for r in rows(m, "coverage") {
-            for k in ["rarest_window", "old_default_per_s", "default_per_s"] {
+            for k in ["rarest_window", "default_per_s", "candidate_per_s"] {
                 assert!(!r[k].is_null(), "{k}: {r}");
             }
         }
@@ -64,7 +64,7 @@ fn tiny_bench_reports_every_model_and_saves_its_json() {
             assert!(r["switches_per_s_switch_prob_1"].as_f64().unwrap() > 0.0, "{r}");
         }
         for r in rows(m, "detection") {
-            for mode in ["stress_old_default", "stress_default", "det"] {
+            for mode in ["stress_default", "stress_candidate", "det"] {
                 assert!(
                     r[mode]["median_s"].is_number() && r[mode]["max_s"].is_number(),
                     "{r}"

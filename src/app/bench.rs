@@ -4,7 +4,7 @@
 //! noisy machine even when absolute numbers do not: per model (fixed variant) stress
 //! ops/s at 2 and 16 threads with injection off and the per-op checks on and off
 //! (where the model has a `checks` param); the rarest race window's entries per
-//! second under the old and the new default injection; det scheduling
+//! second under the default injection and a candidate; det scheduling
 //! points/s and switches/s at 2 and 16 threads; time to detection of every race
 //! variant (median and max over seeds, stress with both injections and det); and the
 //! thread-count curve 2..1024 with peak RSS. The JSON goes to
@@ -57,13 +57,13 @@ impl Size {
                 curve: &[2],
             },
             BenchSize::Quick => Size {
-                run: Duration::from_millis(300),
-                coverage: Duration::from_millis(700),
+                run: Duration::from_millis(250),
+                coverage: Duration::from_millis(500),
                 coverage_seeds: 1,
-                seeds: 3,
+                seeds: 2,
                 races: usize::MAX,
-                detect_cap: Duration::from_millis(700),
-                det_ops: 40,
+                detect_cap: Duration::from_millis(400),
+                det_ops: 20,
                 curve: &[2, 16, 64, 256, 1024],
             },
             BenchSize::Full => Size {
@@ -220,13 +220,13 @@ fn model_bench(m: &'static ModelDesc, z: &Size) -> Result<Value, Error> {
             throughput.push(json!({"threads": threads, "checks": checks, "ops_per_s": ops_per_s(&o)}));
         }
     }
-    // Rarest window: the old vs the new default, alternating, same seeds.
+    // Rarest window: the default vs the candidate, alternating, same seeds.
     let mut coverage = Vec::new();
     for threads in [2, 16] {
         let (mut old, mut new) = (Vec::new(), Vec::new());
         let mut rarest = "-";
         for seed in 1..=z.coverage_seeds {
-            for (inj, out) in [(Injection::OLD_DEFAULT, &mut old), (Injection::DEFAULT, &mut new)] {
+            for (inj, out) in [(Injection::DEFAULT, &mut old), (Injection::CANDIDATE, &mut new)] {
                 let o = run(&Spec {
                     seed,
                     budget: z.coverage,
@@ -239,7 +239,7 @@ fn model_bench(m: &'static ModelDesc, z: &Size) -> Result<Value, Error> {
         }
         let (old, new) = (median(old), median(new));
         coverage.push(json!({"threads": threads, "rarest_window": rarest,
-            "old_default_per_s": old, "default_per_s": new,
+            "default_per_s": old, "candidate_per_s": new,
             "ratio": if old > 0.0 { new / old } else { f64::INFINITY }}));
     }
     let mut det = Vec::new();
@@ -266,8 +266,8 @@ fn model_bench(m: &'static ModelDesc, z: &Size) -> Result<Value, Error> {
     for v in races {
         let mut row = json!({"variant": v.name});
         for (label, inj, det) in [
-            ("stress_old_default", Injection::OLD_DEFAULT, false),
             ("stress_default", Injection::DEFAULT, false),
+            ("stress_candidate", Injection::CANDIDATE, false),
             ("det", off, true),
         ] {
             let mut times = Vec::new();
@@ -320,14 +320,14 @@ pub fn bench(a: &BenchArgs) -> Result<i32, Error> {
         }
         models.push(model_bench(m, &z)?);
     }
-    let (old, new) = (Injection::OLD_DEFAULT, Injection::DEFAULT);
+    let (old, new) = (Injection::DEFAULT, Injection::CANDIDATE);
     let v = json!({
         "version": env!("CARGO_PKG_VERSION"),
         "size": format!("{size:?}").to_lowercase(),
         "cores": std::thread::available_parallelism().map_or(1, |n| n.get()),
         "injection": {
-            "old_default": {"delay_prob": old.prob, "window_boost": old.window_boost, "policy": format!("{:?}", old.policy)},
-            "default": {"delay_prob": new.prob, "window_boost": new.window_boost, "policy": format!("{:?}", new.policy)},
+            "default": {"delay_prob": old.prob, "window_boost": old.window_boost, "policy": format!("{:?}", old.policy)},
+            "candidate": {"delay_prob": new.prob, "window_boost": new.window_boost, "policy": format!("{:?}", new.policy)},
         },
         "models": models,
     });
@@ -382,7 +382,7 @@ fn human(v: &Value, dir: &str) -> String {
             );
         }
     }
-    t += "\nRarest race window, entries/s (old vs new default injection, same run)\n\n| model | threads | window | old default | new default | ratio |\n|---|---:|---|---:|---:|---:|\n";
+    t += "\nRarest race window, entries/s (default vs candidate injection, same run)\n\n| model | threads | window | default | candidate | ratio |\n|---|---:|---|---:|---:|---:|\n";
     for m in v["models"].as_array().into_iter().flatten() {
         for r in m["coverage"].as_array().into_iter().flatten() {
             t += &format!(
@@ -390,8 +390,8 @@ fn human(v: &Value, dir: &str) -> String {
                 m["model"].as_str().unwrap_or(""),
                 r["threads"],
                 r["rarest_window"].as_str().unwrap_or(""),
-                f(&r["old_default_per_s"]),
                 f(&r["default_per_s"]),
+                f(&r["candidate_per_s"]),
                 f(&r["ratio"])
             );
         }
@@ -409,7 +409,7 @@ fn human(v: &Value, dir: &str) -> String {
             );
         }
     }
-    t += "\nTime to detection, seconds: median / max (caught/seeds)\n\n| model | variant | stress old default | stress new default | det |\n|---|---|---|---|---|\n";
+    t += "\nTime to detection, seconds: median / max (caught/seeds)\n\n| model | variant | stress default | stress candidate | det |\n|---|---|---|---|---|\n";
     for m in v["models"].as_array().into_iter().flatten() {
         for r in m["detection"].as_array().into_iter().flatten() {
             let c = |k: &str| {
@@ -426,8 +426,8 @@ fn human(v: &Value, dir: &str) -> String {
                 "| {} | {} | {} | {} | {} |\n",
                 m["model"].as_str().unwrap_or(""),
                 r["variant"].as_str().unwrap_or(""),
-                c("stress_old_default"),
                 c("stress_default"),
+                c("stress_candidate"),
                 c("det")
             );
         }

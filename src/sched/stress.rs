@@ -40,21 +40,22 @@ pub enum Policy {
 }
 
 impl Injection {
-    /// The default: a delay at 1 % of plain points and 20 % of race windows,
-    /// [`Policy::Targeted`]. Yields and sleeps cost a system call and, with more
-    /// threads than cores, a trip through the run queue; at plain points, of which an
-    /// op has hundreds, they took most of the run's time while the named windows are
-    /// where a long delay opens a race (README, Performance).
+    /// The default: a delay at 1 % of plain points and 20 % of race windows, any
+    /// kind anywhere ([`Policy::Uniform`]).
     pub const DEFAULT: Injection = Injection {
         prob: 0.01,
         window_boost: 20.0,
-        policy: Policy::Targeted,
+        policy: Policy::Uniform,
     };
 
-    /// The default before issue 17 (the same rates, any delay at any point):
-    /// `bench` measures it side by side with [`Injection::DEFAULT`].
-    pub const OLD_DEFAULT: Injection = Injection {
-        policy: Policy::Uniform,
+    /// A candidate default measured side by side by `bench`: the same rates,
+    /// [`Policy::Targeted`]. Yields and sleeps cost a system call and, with more
+    /// threads than cores, a trip through the run queue; at plain points, of which an
+    /// op has hundreds, they took most of a crowded run's time. Not the default: it
+    /// raised ops/s but detected some mutants later, and stress runs of seven race
+    /// variants and mutants stalled before their violation (README, Performance).
+    pub const CANDIDATE: Injection = Injection {
+        policy: Policy::Targeted,
         ..Injection::DEFAULT
     };
 
@@ -189,17 +190,14 @@ impl Injector {
 }
 
 /// The wait after the `rounds`-th failed attempt of a spin loop, with `crowd`
-/// threads per core ([`crowd`]): a few spins while every thread can have a core,
-/// then yields, then sleeps. The more threads share a core, the sooner the sleeps
-/// and the longer: a waiter that yields stays on the run queue, and at 1024 threads
-/// on 2 cores the lock holder it waits for (descheduled, most likely) got a core only
-/// after every yielding waiter had had its turn: half the run went into
-/// `sched_yield` (README, Performance). A sleep takes the waiter off the queue; it
-/// costs a timer and at least the timer slack (50 µs), which is why threads that
-/// fit the cores hardly ever sleep (pfncache at 16 threads spent a fifth of its time
-/// in 20 µs sleeps after 200 yields).
+/// threads per core ([`crowd`]; 1 under [`Policy::Uniform`]): a few spins while every
+/// thread can have a core, then yields, then sleeps. The more threads share a core,
+/// the sooner the sleeps and the longer: a waiter that yields stays on the run queue,
+/// and at 1024 threads on 2 cores the lock holder it waits for (descheduled, most
+/// likely) got a core only after every yielding waiter had had its turn: half the run
+/// went into `sched_yield` (README, Performance).
 pub fn backoff(rounds: u32, crowd: u64) {
-    let yields = (2000 / crowd).max(4) as u32;
+    let yields = (200 / crowd).max(4) as u32;
     if crowd == 1 && rounds < 8 {
         for _ in 0..(1u32 << rounds) {
             std::hint::spin_loop();
