@@ -143,6 +143,7 @@ pub fn execute(
         seed: sc.seed,
         delay_prob: sc.delay_prob,
         window_boost: sc.window_boost,
+        injection_policy: crate::sched::stress::Injection::DEFAULT.policy,
         stall_timeout: sc.stall_timeout,
         keep_going: plan.keep_going,
         quiescent_every: sc.quiescent_every,

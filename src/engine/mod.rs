@@ -41,6 +41,8 @@ pub struct RunConfig {
     pub seed: u64,
     pub delay_prob: f64,
     pub window_boost: f64,
+    /// Which delays go where ([`Policy`](crate::sched::stress::Policy)).
+    pub injection_policy: crate::sched::stress::Policy,
     pub stall_timeout: Duration,
     pub keep_going: bool,
     /// Period of the stutter barrier's deep check.
@@ -213,7 +215,7 @@ pub fn run(
         counters: Counters::new(cfg.threads, ops.len(), desc.coverage.len()),
         recorder: Arc::new(recorder),
         det,
-        stutter: Stutter::new(cfg.threads),
+        stutter: Stutter::new(cfg.threads, cfg.det.is_some()),
         stop: AtomicBool::new(false),
         finished: AtomicUsize::new(0),
         start: Instant::now(),

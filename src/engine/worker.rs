@@ -95,6 +95,9 @@ impl Mix {
     }
 }
 
+/// Every this many ops a worker checks the run's wall-clock budget itself.
+const DEADLINE_EVERY_OPS: u64 = 64;
+
 /// The worker thread body. In det mode a hung run's scheduler unwinds every worker
 /// with [`det::Abort`], from inside an op or between ops; that ends the worker quietly.
 pub(super) fn run(shared: Arc<Shared>, idx: usize, mix: Mix) {
@@ -109,7 +112,9 @@ pub(super) fn run(shared: Arc<Shared>, idx: usize, mix: Mix) {
             Injection {
                 prob: cfg.delay_prob,
                 window_boost: cfg.window_boost,
+                policy: cfg.injection_policy,
             },
+            cfg.threads,
         ))),
     };
     let body = catch_unwind(AssertUnwindSafe(|| {
@@ -151,6 +156,15 @@ fn ops_loop(shared: &Shared, idx: usize, mix: &Mix) -> Option<Marks> {
     let quiescent_every = cfg.det.as_ref().map(|d| d.quiescent_every_ops);
     while !mix.is_empty() && !shared.stop.load(Ordering::Relaxed) {
         if cfg.ops_per_worker.is_some_and(|n| done >= n) {
+            break;
+        }
+        if shared.det.is_none()
+            && done % DEADLINE_EVERY_OPS == DEADLINE_EVERY_OPS - 1
+            && cfg.duration.is_some_and(|d| shared.start.elapsed() >= d)
+        {
+            // The monitor stops the run too, but with 1024 workers on 2 cores it
+            // waited seconds for a core (a 2 s run took 9 s to notice its budget).
+            shared.stop.store(true, Ordering::Release);
             break;
         }
         if shared.stutter.pending() {
