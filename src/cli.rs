@@ -167,8 +167,8 @@ pub struct ValidateArgs {
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
     /// Det mode: schedules per case, from `--seed` on. A race or mutant must fail
-    /// one; a clean variant must pass them all. (The rarest mutant, memslot's
-    /// mut-map-after-unlock, first fails at schedule 41 from seed 1.)
+    /// one; a clean variant must pass them all. (The slowest mutant, memslot's
+    /// mut-end-no-seq, first fails at schedule 27 from seed 1.)
     #[arg(long, default_value_t = 64)]
     pub seeds: u64,
     /// stress (default) or det.
