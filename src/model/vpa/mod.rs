@@ -145,7 +145,10 @@ pub static DESC: ModelDesc = ModelDesc {
             name: "apply-no-recheck",
             commit: "ablation of the relock recheck",
             kind: VariantKind::Race,
-            expect: Expect::Caught(&["V1b"]),
+            // Rarely V4 or V1 first, under load: a later hcall checks its preconditions
+            // against the lost registration (-EBUSY where the reference says 0), or the
+            // runner writes through an area applied with the other registration's length.
+            expect: Expect::Caught(&["V1b", "V4", "V1"]),
             cells: &[],
             needs_concurrency: true,
             doc: "kvmppc_update_vpa installs the gpa it pinned without comparing it with next_gpa: a registration is lost",
