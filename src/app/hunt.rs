@@ -73,13 +73,27 @@ pub fn sweep<R: Send>(
     found
 }
 
-/// What every run of a hunt added up to.
+/// What every run of a sweep added up to (hunt's `hunt.json`, validate's det cases).
 #[derive(Default)]
-struct Totals {
+pub(super) struct Totals {
     /// Seeds that ran to the end (not cut short by Ctrl-C).
-    ran: Vec<u64>,
-    ops: u64,
-    coverage: BTreeMap<String, u64>,
+    pub ran: Vec<u64>,
+    pub ops: u64,
+    pub duration_s: f64,
+    pub coverage: BTreeMap<String, u64>,
+}
+
+impl Totals {
+    pub fn add(&mut self, ex: &Executed) {
+        if ex.code != exit::INTERRUPTED {
+            self.ran.push(ex.summary.seed);
+        }
+        self.ops += ex.summary.ops_total;
+        self.duration_s += ex.summary.duration_s;
+        for (k, n) in &ex.summary.coverage {
+            *self.coverage.entry(k.clone()).or_default() += n;
+        }
+    }
 }
 
 /// Parses `A..B` (inclusive; `A` alone is one seed).
@@ -178,14 +192,7 @@ pub fn hunt(a: &HuntArgs) -> Result<i32, Error> {
     // directory, so this is the only record that they were tried.
     let totals = Mutex::new(Totals::default());
     let failed = |ex: &Executed| {
-        let mut t = totals.lock().expect("totals lock");
-        if ex.code != exit::INTERRUPTED {
-            t.ran.push(ex.summary.seed);
-        }
-        t.ops += ex.summary.ops_total;
-        for (k, n) in &ex.summary.coverage {
-            *t.coverage.entry(k.clone()).or_default() += n;
-        }
+        totals.lock().expect("totals lock").add(ex);
         ex.code != exit::CLEAN
             && ex.code != exit::INTERRUPTED
             && a.failure.as_deref().map_or(true, |f| reads(ex, f))

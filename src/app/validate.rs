@@ -4,7 +4,7 @@
 //! in the time a CI job can spare. A surprise keeps its run directory.
 
 use super::exec::{self, Executed, Plan};
-use super::hunt::{sweep, Sweep};
+use super::hunt::{sweep, Sweep, Totals};
 use super::ktap;
 use super::list::expect_text;
 use super::run::load_scenario;
@@ -12,9 +12,8 @@ use super::run_dir::RunDir;
 use crate::cli::{Format, ModeArg, ValidateArgs};
 use crate::error::{exit, Error};
 use crate::model::{self, Cell, Expect, ModelDesc, VariantDesc, VariantKind};
-use crate::report::{self, progress::Silent, Summary};
+use crate::report::{self, progress::Silent};
 use crate::scenario::{self, Overrides};
-use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 /// One case's verdict.
@@ -151,9 +150,9 @@ fn check(a: &ValidateArgs, case: &Case) -> Result<Verdict, Error> {
     };
     // Every run adds its coverage and ops; the sweep keeps the lowest seed that did
     // not end clean, which decides the verdict.
-    let sums = Mutex::new(Sums::default());
+    let sums = Mutex::new(Totals::default());
     let failed = |ex: &Executed| {
-        sums.lock().expect("sums").add(&ex.summary);
+        sums.lock().expect("sums").add(ex);
         ex.code != exit::CLEAN
     };
     let first_bad = sweep(&plan, &sw, &failed, &|_, ex| ex).into_iter().next();
@@ -236,22 +235,4 @@ fn check(a: &ValidateArgs, case: &Case) -> Result<Verdict, Error> {
         invariant,
         run_dir: Some(dir.path().display().to_string()),
     })
-}
-
-/// What the runs of one case added up to.
-#[derive(Default)]
-struct Sums {
-    ops: u64,
-    duration_s: f64,
-    coverage: BTreeMap<String, u64>,
-}
-
-impl Sums {
-    fn add(&mut self, s: &Summary) {
-        self.ops += s.ops_total;
-        self.duration_s += s.duration_s;
-        for (k, n) in &s.coverage {
-            *self.coverage.entry(k.clone()).or_default() += n;
-        }
-    }
 }
