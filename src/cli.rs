@@ -166,6 +166,11 @@ pub struct ValidateArgs {
     pub ops: Option<u64>,
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Det mode: schedules per case, from `--seed` on. A race or mutant must fail
+    /// one; a clean variant must pass them all. (The slowest mutant, memslot's
+    /// mut-end-no-seq, first fails at schedule 27 from seed 1.)
+    #[arg(long, default_value_t = 64)]
+    pub seeds: u64,
     /// stress (default) or det.
     #[arg(long, value_enum)]
     pub mode: Option<ModeArg>,
@@ -204,6 +209,11 @@ pub struct HuntArgs {
     /// Stop at the first failing seed.
     #[arg(long)]
     pub stop_on_first: bool,
+    /// Count only failures whose first violation reads TEXT (in `INVARIANT op:
+    /// message`, numbers aside): the seeds of one race among several that break
+    /// invariants.
+    #[arg(long, value_name = "TEXT")]
+    pub failure: Option<String>,
     #[command(flatten)]
     pub out: OutputArgs,
 }

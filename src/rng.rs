@@ -22,6 +22,9 @@ pub enum Stream {
     Delays = 2,
     /// The deterministic scheduler's strategy.
     Schedule = 3,
+    /// The draws of one op (or one round of an op), apart from the worker's choice
+    /// of ops: see [`Rng::op_stream`].
+    OpDraws = 4,
 }
 
 /// SplitMix64 finaliser: a bijective 64-bit mix used to derive child seeds.
@@ -36,6 +39,16 @@ impl Rng {
     /// The stream for `purpose` and `index` (a worker index, or 0) under `seed`.
     pub fn stream(seed: u64, purpose: Stream, index: u64) -> Self {
         let s = mix64(mix64(seed) ^ mix64((purpose as u64) << 32 | index));
+        Rng(Xoshiro256PlusPlus::seed_from_u64(s))
+    }
+
+    /// The draws of worker `worker`'s op number `op`, round `round` (0 until the op
+    /// starts its first round, see [`crate::model::Ctx::round`]). Keyed by the op's
+    /// number, not by what earlier ops drew, so that leaving an op (or a round) out
+    /// changes no other op's arguments: `shrink` deletes one without moving the rest.
+    pub fn op_stream(seed: u64, worker: usize, op: u64, round: u64) -> Self {
+        let base = Rng::stream(seed, Stream::OpDraws, worker as u64).next_u64();
+        let s = mix64(mix64(base ^ mix64(op)) ^ round);
         Rng(Xoshiro256PlusPlus::seed_from_u64(s))
     }
 

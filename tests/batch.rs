@@ -86,7 +86,13 @@ fn batch_ktap_has_one_result_per_run_and_batch_json_records_them() {
     let r = parse_ktap(&out);
     assert_eq!(r.len(), 3);
     assert!(r[0].0 && r[1].0 && !r[2].0, "{out}");
-    assert!(r[2].2.iter().any(|d| d == "invariant: R3"), "{out}");
+    // The race of 38c53af85306: R3 at the fault, or Q1 when the commit's check sees it first.
+    assert!(
+        r[2].2
+            .iter()
+            .any(|d| d == "invariant: R3" || d == "invariant: Q1"),
+        "{out}"
+    );
     let run_dir = r[2]
         .2
         .iter()
@@ -100,7 +106,7 @@ fn batch_ktap_has_one_result_per_run_and_batch_json_records_them() {
     let runs = b["runs"].as_array().unwrap();
     let seeds: Vec<u64> = runs.iter().map(|r| r["seed"].as_u64().unwrap()).collect();
     assert_eq!(seeds, vec![1, 2, 3], "successive seeds from the base seed");
-    assert_eq!(runs[2]["invariant"], "R3");
+    assert!(runs[2]["invariant"] == "R3" || runs[2]["invariant"] == "Q1");
     assert!(runs
         .iter()
         .all(|r| r["ops"].as_u64().unwrap() > 0 && r["run_dir"].is_string()));

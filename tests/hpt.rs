@@ -1,8 +1,10 @@
-//! The HPT-resize model through the CLI: the buggy protocol is caught, the fixed one
-//! is clean with every race window entered, and the race needs concurrency.
+//! The HPT-resize model through the CLI: the buggy protocol is caught with a report
+//! that shows the race, and the race needs concurrency. (That the fixed protocol is
+//! clean with every window entered is `tests/models.rs`'s, for every model.)
 
 mod common;
 use common::{kt, outcome, run_dir, summary, words};
+use kvmtorture::model::Expect;
 use tempfile::TempDir;
 
 fn run_hpt(variant: &str, threads: &str, duration: &str, seed: &str) -> (i32, TempDir) {
@@ -18,6 +20,11 @@ fn run_hpt(variant: &str, threads: &str, duration: &str, seed: &str) -> (i32, Te
 
 #[test]
 fn buggy_is_caught_and_the_report_names_the_race() {
+    let hpt = kvmtorture::model::find("hpt").unwrap();
+    let buggy = hpt.variants.iter().find(|v| v.name == "buggy").unwrap();
+    let Expect::Caught(caught_by) = buggy.expect else {
+        panic!("hpt buggy must be a caught variant")
+    };
     for seed in ["1", "2", "4"] {
         let (code, dir) = run_hpt("buggy", "8", "20s", seed);
         assert_eq!(code, 1, "seed {seed}: buggy HPT resize must be caught");
@@ -31,15 +38,10 @@ fn buggy_is_caught_and_the_report_names_the_race() {
             .iter()
             .map(|v| v["invariant"].as_str().unwrap())
             .collect();
-        assert!(
-            names.iter().any(|n| *n == "R3" || *n == "R1"),
-            "seed {seed}: {names:?}"
-        );
-        assert!(
-            s["duration_s"].as_f64().unwrap() < 10.0,
-            "seed {seed}: detection took {}",
-            s["duration_s"]
-        );
+        // The first violation is one the descriptor promises (the race shows as an
+        // out-of-bounds index, a broken chain, a vCPU in the guest or a VALID entry
+        // left in the old table, depending on the interleaving).
+        assert!(caught_by.contains(&names[0]), "seed {seed}: {names:?}");
         let report = std::fs::read_to_string(run.join("report.txt")).unwrap();
         assert!(report.contains("VIOLATION 1 of"), "{report}");
         assert!(report.contains("last operations of every worker"));
@@ -54,7 +56,7 @@ fn buggy_is_caught_and_the_report_names_the_race() {
 
 #[test]
 fn buggy_with_one_thread_is_clean() {
-    let (code, dir) = run_hpt("buggy", "1", "2s", "11");
+    let (code, dir) = run_hpt("buggy", "1 --ops 3000", "120s", "11");
     assert_eq!(code, 0, "a race variant run alone must be clean");
     let s = summary(&run_dir(&dir));
     assert!(
@@ -62,24 +64,6 @@ fn buggy_with_one_thread_is_clean() {
         "the lone worker must also resize"
     );
     assert!(s["ops_by_kind"]["kvm_run"].as_u64().unwrap() > 0);
-}
-
-/// The rarest window, a whole commit between a vCPU's guest exit and its page fault
-/// (`fault_on_stale_table`), is entered a few times a second on an idle 2-core
-/// machine: 8 s keeps this test meaningful when other tests share the cores.
-#[test]
-fn fixed_is_clean_and_enters_every_race_window() {
-    let (code, dir) = run_hpt("fixed", "16", "8s", "12");
-    assert_eq!(code, 0);
-    let s = summary(&run_dir(&dir));
-    let cov = s["coverage"].as_object().unwrap();
-    assert_eq!(cov.len(), 16);
-    for (name, n) in cov {
-        assert!(
-            n.as_u64().unwrap() > 0,
-            "race window {name} never entered: {cov:?}"
-        );
-    }
 }
 
 /// Regression: two workers without injection once raised a false R3 when the ghost
@@ -99,13 +83,15 @@ fn fixed_is_clean_at_two_threads_without_injection() {
 /// Violation discipline: a vCPU that finds a violation in the guest still leaves it,
 /// so with `--keep-going` the race variants and the guest-mode mutants run to their
 /// budget and end with exit 1, never a stall (a vCPU left interrupts-off would hold
-/// the next resize IPI for ever).
+/// the next resize IPI for ever, which det mode reports as a deadlock). Det mode with
+/// a seed on which each of them fails: every worker completes its 200 ops.
 #[test]
 fn caught_runs_keep_going_to_their_budget_without_a_stall() {
     for variant in ["buggy", "mut-ipi-skips-last-vcpu", "mut-h-enter-no-retry"] {
         let dir = TempDir::new().unwrap();
-        let cmd =
-            format!("run --model hpt --variant {variant} --threads 8 --duration 2s --keep-going --seed 3");
+        let cmd = format!(
+            "run --model hpt --variant {variant} --mode det --threads 8 --ops 200 --keep-going --seed 2"
+        );
         let (code, out, err) = outcome(kt(&dir, &words(&cmd)));
         assert_eq!(code, 1, "{variant}: {out}{err}");
         let s = summary(&run_dir(&dir));
@@ -115,5 +101,10 @@ fn caught_runs_keep_going_to_their_budget_without_a_stall() {
             "{variant} stalled: {s}"
         );
         assert!(s["violations_total"].as_u64().unwrap() >= 1);
+        assert_eq!(
+            s["ops_total"],
+            8 * 200,
+            "{variant}: every worker ran to its budget"
+        );
     }
 }

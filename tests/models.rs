@@ -170,24 +170,36 @@ fn race_variants_and_mutants_are_caught_in_stress_mode() {
         .iter()
         .filter(|c| matches!(c.cell.expect, Expect::Caught(_) | Expect::Stall))
     {
-        let (code, out, err) = kt(
-            &[&["run".to_string()][..], &c.args()].concat(),
-            &format!(
-                "--threads {} --duration 30s --stall-timeout 3s --seed 1 --quiet --format json",
-                c.threads()
-            ),
-            &res,
-        );
-        let first = serde_json::from_str::<Value>(&out)
-            .ok()
-            .and_then(|v| v["violations"][0]["invariant"].as_str().map(String::from))
-            .unwrap_or_default();
-        let ok = match caught_by(c.cell.expect) {
-            Some(ids) => code == 1 && ids.contains(&first.as_str()),
-            None => code == 3,
-        };
-        if !ok {
-            failures.push(format!("{}: exit {code}, first {first:?} {err}", c.label()));
+        // Up to three seeds of 30 s: on a machine loaded many times over its cores a
+        // rare window can take longer than one budget; a clean run moves on to the
+        // next seed, a wrong invariant or a false stall fails at once.
+        for seed in 1..=3 {
+            let (code, out, err) = kt(
+                &[&["run".to_string()][..], &c.args()].concat(),
+                &format!(
+                    "--threads {} --duration 30s --stall-timeout 10s --seed {seed} --quiet --format json",
+                    c.threads()
+                ),
+                &res,
+            );
+            let first = serde_json::from_str::<Value>(&out)
+                .ok()
+                .and_then(|v| v["violations"][0]["invariant"].as_str().map(String::from))
+                .unwrap_or_default();
+            let ok = match caught_by(c.cell.expect) {
+                Some(ids) => code == 1 && ids.contains(&first.as_str()),
+                None => code == 3,
+            };
+            if ok {
+                break;
+            }
+            if code != 0 || seed == 3 {
+                failures.push(format!(
+                    "{} seed {seed}: exit {code}, first {first:?} {err}",
+                    c.label()
+                ));
+                break;
+            }
         }
     }
     assert!(
@@ -226,10 +238,11 @@ fn fixed_variants_and_controls_are_clean_and_enter_every_window() {
     let res = TempDir::new().unwrap();
     let mut failures = Vec::new();
     for c in cases().iter().filter(|c| c.cell.expect == Expect::Clean) {
-        // Up to five short runs with different seeds: every window must be entered in
-        // at least one of them, and every run must be clean.
+        // Short runs with different seeds until every window has been entered in one
+        // of them (up to ten: hpt's rarest window is entered about once a second
+        // when two copies of the suite share two cores), and every run must be clean.
         let mut seen: BTreeMap<String, u64> = BTreeMap::new();
-        for seed in 1..=5 {
+        for seed in 1..=10 {
             let (code, out, err) = kt(
                 &[&["run".to_string()][..], &c.args()].concat(),
                 &format!("--threads 8 --duration 4s --seed {seed} --quiet --format json"),
@@ -259,11 +272,13 @@ fn fixed_variants_and_controls_are_clean_and_enter_every_window() {
 fn caught_runs_with_keep_going_end_at_their_duration() {
     let res = TempDir::new().unwrap();
     let mut failures = Vec::new();
+    let mut caught = 0;
     // The historical races (mutants leave the same kind of state behind).
-    for c in cases()
-        .iter()
+    let races: Vec<Case> = cases()
+        .into_iter()
         .filter(|c| c.v.kind == VariantKind::Race && matches!(c.cell.expect, Expect::Caught(_)))
-    {
+        .collect();
+    for c in &races {
         let (code, out, err) = kt(
             &[&["run".to_string()][..], &c.args()].concat(),
             &format!(
@@ -274,10 +289,17 @@ fn caught_runs_with_keep_going_end_at_their_duration() {
         );
         let s: Value = serde_json::from_str(&out).unwrap_or_default();
         let took = s["duration_s"].as_f64().unwrap_or(f64::MAX);
-        // The harness's own clock: the run stopped soon after its budget (within a
-        // second on an idle machine; the bound leaves room for a loaded one, and is
-        // far below the 30 s stall timeout a wedged worker would hit).
-        if code != 1 || s["status"] != "violation" || took > 10.0 {
+        // A run that caught its race goes on to the deadline and ends there with exit
+        // 1; one that caught nothing in 5 s (a loaded machine) ends clean. Neither may
+        // overrun into the 30 s stall timeout: the bound separates the two (an idle
+        // machine stops within a second of the budget).
+        let ended = match code {
+            1 => s["status"] == "violation",
+            0 => s["status"] == "clean",
+            _ => false,
+        };
+        caught += usize::from(code == 1);
+        if !ended || took > 25.0 || !s["stalled_threads"].as_array().is_some_and(|a| a.is_empty()) {
             failures.push(format!(
                 "{}: exit {code}, status {}, {took:.2}s {err}",
                 c.label(),
@@ -286,6 +308,12 @@ fn caught_runs_with_keep_going_end_at_their_duration() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+    // Not vacuous: most races are caught in their first 5 s even on a loaded machine.
+    assert!(
+        caught * 2 >= races.len(),
+        "only {caught} of {} caught",
+        races.len()
+    );
 }
 
 #[test]

@@ -3,7 +3,7 @@
 //! attempts to enter them.
 
 use kvmtorture::rng::{Rng, Stream};
-use kvmtorture::sched::stress::{Injection, Injector};
+use kvmtorture::sched::stress::{Injection, Injector, Policy};
 use kvmtorture::sched::{self, Mode};
 use kvmtorture::sync::{bitlock, AtomicU64, Mutex, RawRwLock, RawSpinLock, SpinLock, Srcu};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64 as StdU64, Ordering::SeqCst};
@@ -24,7 +24,9 @@ fn hammer(body: impl Fn(usize) + Send + Sync + 'static) {
                     Injection {
                         prob: 0.05,
                         window_boost: 5.0,
+                        policy: Policy::Uniform,
                     },
+                    THREADS,
                 )));
                 body(w);
             })

@@ -57,13 +57,13 @@ impl Size {
                 curve: &[2],
             },
             BenchSize::Quick => Size {
-                run: Duration::from_millis(300),
-                coverage: Duration::from_millis(700),
+                run: Duration::from_millis(250),
+                coverage: Duration::from_millis(500),
                 coverage_seeds: 1,
-                seeds: 3,
+                seeds: 2,
                 races: usize::MAX,
-                detect_cap: Duration::from_millis(700),
-                det_ops: 40,
+                detect_cap: Duration::from_millis(400),
+                det_ops: 20,
                 curve: &[2, 16, 64, 256, 1024],
             },
             BenchSize::Full => Size {
@@ -133,6 +133,7 @@ fn run(s: &Spec) -> Result<Outcome, Error> {
         seed: sc.seed,
         delay_prob: s.injection.prob,
         window_boost: s.injection.window_boost,
+        injection_policy: s.injection.policy,
         // A caught run that does not wind down is the model's stall, not a
         // measurement: do not wait the default 30 s for it.
         stall_timeout: Duration::from_secs(3),
@@ -141,6 +142,7 @@ fn run(s: &Spec) -> Result<Outcome, Error> {
         weights: sc.weights()?,
         test_stall_worker: None,
         skip_ops: Vec::new(),
+        skip_rounds: Vec::new(),
         det: det.map(|d| d.0),
     };
     Ok(engine::run(
@@ -325,8 +327,8 @@ pub fn bench(a: &BenchArgs) -> Result<i32, Error> {
         "size": format!("{size:?}").to_lowercase(),
         "cores": std::thread::available_parallelism().map_or(1, |n| n.get()),
         "injection": {
-            "default": {"delay_prob": old.prob, "window_boost": old.window_boost},
-            "candidate": {"delay_prob": new.prob, "window_boost": new.window_boost},
+            "default": {"delay_prob": old.prob, "window_boost": old.window_boost, "policy": format!("{:?}", old.policy)},
+            "candidate": {"delay_prob": new.prob, "window_boost": new.window_boost, "policy": format!("{:?}", new.policy)},
         },
         "models": models,
     });

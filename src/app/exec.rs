@@ -21,7 +21,7 @@ pub const DET_QUIESCENT_EVERY_OPS: u64 = 16;
 /// PCT's step estimate per op when `--pct-steps` is not given (measured on hpt).
 pub const PCT_STEPS_PER_OP: u64 = 64;
 /// Version of the `schedule.json` format: bump when its meaning changes.
-pub const SCHEDULE_FORMAT: u32 = 2;
+pub const SCHEDULE_FORMAT: u32 = 3;
 
 /// A validated run: the scenario and, for det mode, the scheduler.
 #[derive(Debug, Clone)]
@@ -34,6 +34,8 @@ pub struct Plan {
     pub view: View,
     /// Ops `shrink` deleted, as (worker, op number); saved in `schedule.json`.
     pub skip_ops: Vec<(usize, u64)>,
+    /// Rounds `shrink` left out, as (worker, op number, round); saved likewise.
+    pub skip_rounds: Vec<(usize, u64, u64)>,
 }
 
 impl Plan {
@@ -60,6 +62,7 @@ impl Plan {
             // Replaced by the command's --view where it prints a failure.
             view: View::Protocol,
             skip_ops: Vec::new(),
+            skip_rounds: Vec::new(),
         })
     }
 
@@ -136,9 +139,11 @@ pub fn execute(
         duration: sc.duration,
         ops_per_worker: sc.ops,
         skip_ops: plan.skip_ops.clone(),
+        skip_rounds: plan.skip_rounds.clone(),
         seed: sc.seed,
         delay_prob: sc.delay_prob,
         window_boost: sc.window_boost,
+        injection_policy: crate::sched::stress::Injection::DEFAULT.policy,
         stall_timeout: sc.stall_timeout,
         keep_going: plan.keep_going,
         quiescent_every: sc.quiescent_every,
@@ -237,6 +242,9 @@ pub struct ScheduleFile {
     /// Ops deleted by `shrink`: (worker, op number).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub skip_ops: Vec<(usize, u64)>,
+    /// Rounds left out by `shrink`: (worker, op number, round).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skip_rounds: Vec<(usize, u64, u64)>,
 }
 
 impl ScheduleFile {
@@ -255,6 +263,7 @@ impl ScheduleFile {
             test_stall_worker: None,
             view: View::default(),
             skip_ops: self.skip_ops.clone(),
+            skip_rounds: self.skip_rounds.clone(),
         })
     }
 }
@@ -281,6 +290,7 @@ pub fn schedule_of(plan: &Plan, ex: &Executed) -> Option<ScheduleFile> {
         trace_hash: hex(o.trace_hash),
         decisions: o.decisions.clone(),
         skip_ops: plan.skip_ops.clone(),
+        skip_rounds: plan.skip_rounds.clone(),
     })
 }
 

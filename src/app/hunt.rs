@@ -7,6 +7,7 @@ use super::exec::{self, Executed, Plan};
 use super::ktap;
 use super::run;
 use super::run_dir::RunDir;
+use super::shrink::message_class;
 use crate::cli::{Format, HuntArgs, ModeArg};
 use crate::error::{exit, usage, Error};
 use crate::report::{self, progress::Silent};
@@ -72,13 +73,27 @@ pub fn sweep<R: Send>(
     found
 }
 
-/// What every run of a hunt added up to.
+/// What every run of a sweep added up to (hunt's `hunt.json`, validate's det cases).
 #[derive(Default)]
-struct Totals {
+pub(super) struct Totals {
     /// Seeds that ran to the end (not cut short by Ctrl-C).
-    ran: Vec<u64>,
-    ops: u64,
-    coverage: BTreeMap<String, u64>,
+    pub ran: Vec<u64>,
+    pub ops: u64,
+    pub duration_s: f64,
+    pub coverage: BTreeMap<String, u64>,
+}
+
+impl Totals {
+    pub fn add(&mut self, ex: &Executed) {
+        if ex.code != exit::INTERRUPTED {
+            self.ran.push(ex.summary.seed);
+        }
+        self.ops += ex.summary.ops_total;
+        self.duration_s += ex.summary.duration_s;
+        for (k, n) in &ex.summary.coverage {
+            *self.coverage.entry(k.clone()).or_default() += n;
+        }
+    }
 }
 
 /// Parses `A..B` (inclusive; `A` alone is one seed).
@@ -127,6 +142,14 @@ fn gaps(start: u64, failing: &[u64]) -> Vec<u64> {
         .collect()
 }
 
+/// Whether the first violation of `ex` reads `text`, as `INVARIANT op: message`,
+/// numbers aside (`gpc0` matches `gpc3`, as `shrink` tells failures apart).
+fn reads(ex: &Executed, text: &str) -> bool {
+    ex.summary.violations.first().is_some_and(|v| {
+        message_class(&format!("{} {}: {}", v.invariant, v.op, v.message)).contains(&message_class(text))
+    })
+}
+
 pub fn hunt(a: &HuntArgs) -> Result<i32, Error> {
     let (lo, hi) = parse_seeds(&a.seeds)?;
     let (shard_i, shard_n) = a.shard.as_deref().map(parse_shard).transpose()?.unwrap_or((0, 1));
@@ -169,15 +192,10 @@ pub fn hunt(a: &HuntArgs) -> Result<i32, Error> {
     // directory, so this is the only record that they were tried.
     let totals = Mutex::new(Totals::default());
     let failed = |ex: &Executed| {
-        let mut t = totals.lock().expect("totals lock");
-        if ex.code != exit::INTERRUPTED {
-            t.ran.push(ex.summary.seed);
-        }
-        t.ops += ex.summary.ops_total;
-        for (k, n) in &ex.summary.coverage {
-            *t.coverage.entry(k.clone()).or_default() += n;
-        }
-        ex.code != exit::CLEAN && ex.code != exit::INTERRUPTED
+        totals.lock().expect("totals lock").add(ex);
+        ex.code != exit::CLEAN
+            && ex.code != exit::INTERRUPTED
+            && a.failure.as_deref().map_or(true, |f| reads(ex, f))
     };
     let found = sweep(&plan, &sw, &failed, &save);
     let mut totals = totals.into_inner().expect("totals lock");
@@ -205,7 +223,7 @@ pub fn hunt(a: &HuntArgs) -> Result<i32, Error> {
         "kind": "hunt",
         "scenario": sc.name, "model": sc.model.name, "variant": sc.variant.name,
         "mode": plan.mode(), "strategy": strategy, "threads": sc.threads, "ops": sc.ops,
-        "seeds": format!("{lo}..{hi}"), "shard": format!("{shard_i}/{shard_n}"),
+        "seeds": format!("{lo}..{hi}"), "shard": format!("{shard_i}/{shard_n}"), "failure": a.failure,
         "tried": tried, "ran": totals.ran, "failing": failing,
         "seeds_to_bug": {"median": median, "max": g.last()},
         "ops_total": totals.ops, "coverage": totals.coverage,
@@ -247,13 +265,16 @@ pub fn hunt(a: &HuntArgs) -> Result<i32, Error> {
         }
         Format::Human => {
             println!(
-                "hunt {} / {} ({}{}): {} seed(s) tried in {elapsed:.1}s, {} failing",
+                "hunt {} / {} ({}{}): {} seed(s) tried in {elapsed:.1}s, {} failing{}",
                 sc.model.name,
                 sc.variant.name,
                 plan.mode(),
                 strategy.map_or(String::new(), |s| format!(" {s}")),
                 tried.len(),
-                failing.len()
+                failing.len(),
+                a.failure
+                    .as_deref()
+                    .map_or(String::new(), |f| format!(" with `{f}`"))
             );
             println!("  results: {}", hunt_dir.display());
             if let (Some(m), Some(x)) = (median, g.last()) {

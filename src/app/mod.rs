@@ -3,6 +3,7 @@
 
 mod batch;
 mod bench;
+mod cut;
 mod exec;
 mod hunt;
 mod ktap;

@@ -3,7 +3,8 @@
 //! every mutant must be caught — each in every configuration its descriptor lists,
 //! in the time a CI job can spare. A surprise keeps its run directory.
 
-use super::exec::{self, Plan};
+use super::exec::{self, Executed, Plan};
+use super::hunt::{sweep, Sweep, Totals};
 use super::ktap;
 use super::list::expect_text;
 use super::run::load_scenario;
@@ -13,6 +14,7 @@ use crate::error::{exit, Error};
 use crate::model::{self, Cell, Expect, ModelDesc, VariantDesc, VariantKind};
 use crate::report::{self, progress::Silent};
 use crate::scenario::{self, Overrides};
+use std::sync::Mutex;
 
 /// One case's verdict.
 struct Verdict {
@@ -119,6 +121,11 @@ pub fn validate(a: &ValidateArgs) -> Result<i32, Error> {
 /// Runs one case from its variant's shipped scenario (`<model>-<variant>.toml`) if
 /// there is one, else from flags, with the cell's params on top, and compares the
 /// outcome with what the descriptor promises.
+///
+/// Stress mode runs the case once for `--duration`. A det run is one schedule, and one
+/// schedule proves little either way, so det mode sweeps `--seeds N` schedules from
+/// `--seed` (as `hunt` does): a race or mutant must fail one of them, with an invariant
+/// its descriptor names, and a clean variant must pass all of them (coverage summed).
 fn check(a: &ValidateArgs, case: &Case) -> Result<Verdict, Error> {
     let (m, v) = (case.model, case.variant);
     let o = Overrides {
@@ -135,11 +142,40 @@ fn check(a: &ValidateArgs, case: &Case) -> Result<Verdict, Error> {
     let shipped = scenario::load_named(&name).is_ok();
     let sc = load_scenario(shipped.then_some(name.as_str()), &o)?;
     let plan = Plan::new(sc, ModeArg::Stress)?;
-    let mut ex = exec::execute(&plan, &crate::interrupt::requested, &mut Silent)?;
-    let s = &ex.summary;
-    let first = s.violations.first().map_or("", |x| x.invariant.as_str());
+    let schedules = if plan.det.is_some() { a.seeds.max(1) } else { 1 };
+    let sw = Sweep {
+        seeds: (a.seed..a.seed.saturating_add(schedules)).collect(),
+        jobs: None,
+        stop_on_first: true,
+    };
+    // Every run adds its coverage and ops; the sweep keeps the lowest seed that did
+    // not end clean, which decides the verdict.
+    let sums = Mutex::new(Totals::default());
+    let failed = |ex: &Executed| {
+        sums.lock().expect("sums").add(ex);
+        ex.code != exit::CLEAN
+    };
+    let first_bad = sweep(&plan, &sw, &failed, &|_, ex| ex).into_iter().next();
+    let sums = sums.into_inner().expect("sums");
+    let tried = match &first_bad {
+        Some((seed, _)) => seed - a.seed + 1,
+        None => schedules,
+    };
+    let at = if plan.det.is_some() {
+        format!(" (det, {tried} of {schedules} schedules)")
+    } else {
+        String::new()
+    };
+    let (code, first, took) = match &first_bad {
+        Some((_, ex)) => (
+            ex.code,
+            ex.summary.violations.first().map_or("", |x| x.invariant.as_str()),
+            ex.summary.duration_s,
+        ),
+        None => (exit::CLEAN, "", sums.duration_s),
+    };
     let invariant = (!first.is_empty()).then(|| first.to_string());
-    let uncovered: Vec<&str> = s
+    let uncovered: Vec<&str> = sums
         .coverage
         .iter()
         .filter(|(_, n)| **n == 0)
@@ -147,49 +183,56 @@ fn check(a: &ValidateArgs, case: &Case) -> Result<Verdict, Error> {
         .collect();
     let (ok, line) = match case.cell.expect {
         Expect::Caught(ids) => (
-            ex.code == exit::VIOLATION && ids.contains(&first),
+            code == exit::VIOLATION && ids.contains(&first),
             format!(
-                "caught: exit {} {first} in {:.2}s (expects {})",
-                ex.code,
-                s.duration_s,
+                "caught: exit {code} {first} in {took:.2}s{at} (expects {})",
                 expect_text(case.cell.expect)
             ),
         ),
         Expect::Stall => (
-            ex.code == exit::STALL,
-            format!("stall: exit {} in {:.2}s", ex.code, s.duration_s),
+            code == exit::STALL,
+            format!("stall: exit {code} in {took:.2}s{at}"),
         ),
-        Expect::Clean | Expect::Unknown if ex.code != exit::CLEAN => {
-            (false, format!("must be clean: exit {} {first}", ex.code))
+        Expect::Clean | Expect::Unknown if code != exit::CLEAN => {
+            (false, format!("must be clean: exit {code} {first}{at}"))
         }
         _ if a.coverage && !uncovered.is_empty() => (
             false,
-            format!("clean, but never entered: {}", uncovered.join(", ")),
+            format!("clean, but never entered: {}{at}", uncovered.join(", ")),
         ),
         _ => (
             true,
             format!(
-                "clean: {} ops in {:.2}s, {} windows",
-                s.ops_total,
-                s.duration_s,
-                s.coverage.len()
+                "clean: {} ops in {:.2}s{at}, {} windows",
+                sums.ops,
+                sums.duration_s,
+                sums.coverage.len()
             ),
         ),
     };
-    if !ok {
-        let dir = RunDir::create(&a.out.results_dir, &plan)?;
-        dir.finish(&plan, &mut ex)?;
+    if ok {
         return Ok(Verdict {
             ok,
             line,
             invariant,
-            run_dir: Some(dir.path().display().to_string()),
+            run_dir: None,
         });
     }
+    // A surprise keeps a run directory: the run that went wrong, or, when a race was
+    // never caught, the first schedule again.
+    let (plan, mut ex) = match first_bad {
+        Some((seed, ex)) => (plan.with_seed(seed), ex),
+        None => {
+            let ex = exec::execute(&plan, &crate::interrupt::requested, &mut Silent)?;
+            (plan, ex)
+        }
+    };
+    let dir = RunDir::create(&a.out.results_dir, &plan)?;
+    dir.finish(&plan, &mut ex)?;
     Ok(Verdict {
         ok,
         line,
         invariant,
-        run_dir: None,
+        run_dir: Some(dir.path().display().to_string()),
     })
 }

@@ -35,9 +35,14 @@ pub struct RunConfig {
     /// Det shrinking: ops left out, as (worker, op number). The worker still draws
     /// the op from its stream but does not run it (see [`worker`]).
     pub skip_ops: Vec<(usize, u64)>,
+    /// Det shrinking: rounds left out, as (worker, op number, round) (see
+    /// [`crate::model::Ctx::round`]).
+    pub skip_rounds: Vec<(usize, u64, u64)>,
     pub seed: u64,
     pub delay_prob: f64,
     pub window_boost: f64,
+    /// Which delays go where ([`Policy`](crate::sched::stress::Policy)).
+    pub injection_policy: crate::sched::stress::Policy,
     pub stall_timeout: Duration,
     pub keep_going: bool,
     /// Period of the stutter barrier's deep check.
@@ -93,6 +98,29 @@ pub struct Outcome {
     pub model_dump: String,
     /// The scheduler's record of a det run.
     pub det: Option<DetOutcome>,
+    /// Det mode: each worker's [`Marks`].
+    pub marks: Vec<Marks>,
+}
+
+/// Where one det worker's ops and rounds began, in det steps: what `shrink` needs to
+/// tell which scheduling decisions an op or a round took, to leave them out with it.
+#[derive(Debug, Clone, Default)]
+pub struct Marks {
+    /// (steps so far, op number, round) at each op's start (round 0), each round's
+    /// and each op's end ([`Marks::BETWEEN`]). The steps after a mark, up to the
+    /// next, are that op's or round's (or, after an end, between ops).
+    pub starts: Vec<(u64, u64, u64)>,
+    /// Steps so far when the worker left the scheduler (its last decision).
+    pub exit: Option<u64>,
+}
+
+impl Marks {
+    /// The round of a mark at an op's end.
+    pub const BETWEEN: u64 = u64::MAX;
+
+    fn begin(&mut self, step: u64, op: u64, round: u64) {
+        self.starts.push((step, op, round));
+    }
 }
 
 /// Progress sink (a bar, plain lines, or nothing).
@@ -114,6 +142,7 @@ pub(crate) struct Shared {
     found: Mutex<(Vec<Found>, usize)>,
     fault: Mutex<Option<String>>,
     det: Option<Arc<Det>>,
+    marks: Vec<Mutex<Marks>>,
     /// The monitor's thread, unparked by the last worker to finish so that short
     /// runs (hunts, shrinking) do not wait out the monitor's poll period.
     main: std::thread::Thread,
@@ -186,13 +215,14 @@ pub fn run(
         counters: Counters::new(cfg.threads, ops.len(), desc.coverage.len()),
         recorder: Arc::new(recorder),
         det,
-        stutter: Stutter::new(cfg.threads),
+        stutter: Stutter::new(cfg.threads, cfg.det.is_some()),
         stop: AtomicBool::new(false),
         finished: AtomicUsize::new(0),
         start: Instant::now(),
         main: std::thread::current(),
         found: Mutex::new((Vec::new(), 0)),
         fault: Mutex::new(None),
+        marks: (0..cfg.threads).map(|_| Mutex::default()).collect(),
         desc,
         model,
         cfg,
@@ -229,10 +259,22 @@ fn monitor(sh: &Shared, interrupted: &dyn Fn() -> bool, obs: &mut dyn Observer) 
     let mut last_quiescent = Instant::now();
     let mut interrupt = false;
     let mut stopping_since: Option<Instant> = None;
+    let tick = Duration::from_millis(20);
+    let mut prev = Instant::now();
     loop {
-        std::thread::park_timeout(Duration::from_millis(20));
+        std::thread::park_timeout(tick);
         let now = Instant::now();
         let elapsed = now - sh.start;
+        // A watchdog that itself woke seconds late saw a frozen process (a stopped
+        // job, a host that paused the VM, an overloaded machine that ran nobody), not
+        // hung workers: the time it missed counts for no worker's stall.
+        let missed = (now - prev).saturating_sub(tick);
+        prev = now;
+        if missed >= Duration::from_secs(1) {
+            for t in last_change.iter_mut().chain(stopping_since.iter_mut()) {
+                *t += missed;
+            }
+        }
         if sh.finished.load(Ordering::Acquire) == n {
             return (interrupt, Vec::new());
         }
@@ -333,5 +375,10 @@ fn finish(sh: Arc<Shared>, interrupt: bool, stalled: Vec<usize>, worker_labels: 
         worker_labels,
         model_dump: sh.model.dump(),
         det,
+        marks: sh
+            .marks
+            .iter()
+            .map(|m| std::mem::take(&mut *m.lock().unwrap_or_else(|e| e.into_inner())))
+            .collect(),
     }
 }

@@ -37,9 +37,28 @@ pub struct Entry {
     pub b: u64,
 }
 
+/// When an entry was recorded, as read on the hot path: the raw clock reading (the
+/// subtraction from the start and the conversion to nanoseconds cost as much again as
+/// reading the clock, so they wait for a snapshot), or a det step number.
+#[derive(Clone, Copy, Debug)]
+enum Stamp {
+    Wall(Instant),
+    Step(u64),
+}
+
+/// An [`Entry`] as stored.
+#[derive(Clone, Copy, Debug)]
+struct Raw {
+    at: Stamp,
+    kind: Kind,
+    what: &'static str,
+    a: u64,
+    b: u64,
+}
+
 #[derive(Debug)]
 pub struct Ring {
-    entries: Vec<Entry>,
+    entries: Vec<Raw>,
     next: usize,
     /// The op running now, if any (for stall reports).
     pub current: Option<&'static str>,
@@ -54,7 +73,7 @@ impl Ring {
         }
     }
 
-    fn push(&mut self, e: Entry) {
+    fn push(&mut self, e: Raw) {
         if self.entries.len() < RING {
             self.entries.push(e);
         } else {
@@ -63,14 +82,27 @@ impl Ring {
         self.next = (self.next + 1) % RING;
     }
 
-    /// Oldest first.
-    pub fn in_order(&self) -> Vec<Entry> {
-        if self.entries.len() < RING {
-            self.entries.clone()
+    /// Oldest first, stamped in nanoseconds since `start` (or det steps).
+    fn in_order(&self, start: Instant) -> Vec<Entry> {
+        let (a, b) = if self.entries.len() < RING {
+            (&self.entries[..], &[][..])
         } else {
             let (a, b) = self.entries.split_at(self.next);
-            b.iter().chain(a).copied().collect()
-        }
+            (b, a)
+        };
+        a.iter()
+            .chain(b)
+            .map(|r| Entry {
+                t_ns: match r.at {
+                    Stamp::Wall(t) => t.saturating_duration_since(start).as_nanos() as u64,
+                    Stamp::Step(s) => s,
+                },
+                kind: r.kind,
+                what: r.what,
+                a: r.a,
+                b: r.b,
+            })
+            .collect()
     }
 }
 
@@ -111,10 +143,18 @@ impl Recorder {
         matches!(self.clock, Clock::Steps(_))
     }
 
-    pub fn record(&self, worker: usize, kind: Kind, what: &'static str, a: u64, b: u64) {
-        let t_ns = match &self.clock {
+    /// The timestamp an entry recorded now would get.
+    pub fn now(&self) -> u64 {
+        match &self.clock {
             Clock::Wall(start) => start.elapsed().as_nanos() as u64,
             Clock::Steps(s) => s.load(Ordering::Relaxed),
+        }
+    }
+
+    pub fn record(&self, worker: usize, kind: Kind, what: &'static str, a: u64, b: u64) {
+        let at = match &self.clock {
+            Clock::Wall(_) => Stamp::Wall(Instant::now()),
+            Clock::Steps(s) => Stamp::Step(s.load(Ordering::Relaxed)),
         };
         let mut r = self.rings[worker].lock().unwrap_or_else(|e| e.into_inner());
         match kind {
@@ -122,19 +162,17 @@ impl Recorder {
             Kind::End | Kind::Failed => r.current = None,
             Kind::Event | Kind::Args => {}
         }
-        r.push(Entry {
-            t_ns,
-            kind,
-            what,
-            a,
-            b,
-        });
+        r.push(Raw { at, kind, what, a, b });
     }
 
     /// A snapshot of worker `w`'s ring and current op.
     pub fn snapshot(&self, w: usize) -> (Option<&'static str>, Vec<Entry>) {
+        let start = match &self.clock {
+            Clock::Wall(start) => *start,
+            Clock::Steps(_) => Instant::now(),
+        };
         let r = self.rings[w].lock().unwrap_or_else(|e| e.into_inner());
-        (r.current, r.in_order())
+        (r.current, r.in_order(start))
     }
 
     pub fn workers(&self) -> usize {

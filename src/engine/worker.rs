@@ -1,6 +1,6 @@
 //! One torture worker: pick an op from the mix, run it, record it, repeat.
 
-use super::{counters::WorkerCounters, recorder::Kind, Shared};
+use super::{counters::WorkerCounters, recorder::Kind, Marks, Shared};
 use crate::model::Ctx;
 use crate::rng::{Rng, Stream};
 use crate::sched::stress::{Injection, Injector};
@@ -13,9 +13,16 @@ use std::sync::Arc;
 pub struct OpCtx<'a> {
     worker: usize,
     threads: usize,
-    rng: &'a mut Rng,
+    /// The op's number among the worker's ops (deleted ones included).
+    op: u64,
+    /// Rounds started so far (see [`Ctx::round`]).
+    round: u64,
+    /// The op's draws: its own stream, then each round's (see [`Rng::op_stream`]).
+    rng: Rng,
     shared: &'a Shared,
     counters: &'a WorkerCounters,
+    /// Det mode: where the worker's ops and rounds begin, for `shrink`.
+    marks: Option<&'a mut Marks>,
 }
 
 impl Ctx for OpCtx<'_> {
@@ -28,7 +35,7 @@ impl Ctx for OpCtx<'_> {
     }
 
     fn rng(&mut self) -> &mut Rng {
-        self.rng
+        &mut self.rng
     }
 
     fn cover(&self, id: usize) {
@@ -41,6 +48,16 @@ impl Ctx for OpCtx<'_> {
 
     fn op_args(&self, what: &'static str, a: u64, b: u64) {
         self.shared.recorder.record(self.worker, Kind::Args, what, a, b);
+    }
+
+    fn round(&mut self) -> bool {
+        self.round += 1;
+        let cfg = &self.shared.cfg;
+        self.rng = Rng::op_stream(cfg.seed, self.worker, self.op, self.round);
+        if let Some(m) = self.marks.as_deref_mut() {
+            m.begin(self.shared.recorder.now(), self.op, self.round);
+        }
+        !cfg.skip_rounds.contains(&(self.worker, self.op, self.round))
     }
 }
 
@@ -78,6 +95,9 @@ impl Mix {
     }
 }
 
+/// Every this many ops a worker checks the run's wall-clock budget itself.
+const DEADLINE_EVERY_OPS: u64 = 64;
+
 /// The worker thread body. In det mode a hung run's scheduler unwinds every worker
 /// with [`det::Abort`], from inside an op or between ops; that ends the worker quietly.
 pub(super) fn run(shared: Arc<Shared>, idx: usize, mix: Mix) {
@@ -92,7 +112,9 @@ pub(super) fn run(shared: Arc<Shared>, idx: usize, mix: Mix) {
             Injection {
                 prob: cfg.delay_prob,
                 window_boost: cfg.window_boost,
+                policy: cfg.injection_policy,
             },
+            cfg.threads,
         ))),
     };
     let body = catch_unwind(AssertUnwindSafe(|| {
@@ -103,7 +125,12 @@ pub(super) fn run(shared: Arc<Shared>, idx: usize, mix: Mix) {
         ops_loop(&shared, idx, &mix)
     }));
     match body {
-        Ok(()) => {}
+        Ok(Some(mut m)) => {
+            // The worker's exit is a scheduling decision of its own.
+            m.exit = Some(shared.recorder.now());
+            *shared.marks[idx].lock().unwrap_or_else(|e| e.into_inner()) = m;
+        }
+        Ok(None) => {}
         Err(p) if p.is::<det::Abort>() => {}
         Err(p) => shared.fault(format!("worker {idx} panicked: {}", panic_message(&p))),
     }
@@ -115,9 +142,11 @@ pub(super) fn run(shared: Arc<Shared>, idx: usize, mix: Mix) {
     }
 }
 
-fn ops_loop(shared: &Shared, idx: usize, mix: &Mix) {
+fn ops_loop(shared: &Shared, idx: usize, mix: &Mix) -> Option<Marks> {
     let cfg = &shared.cfg;
-    let mut rng = Rng::stream(cfg.seed, Stream::Ops, idx as u64);
+    // The worker's choice of ops; each op draws its arguments from its own stream.
+    let mut picks = Rng::stream(cfg.seed, Stream::Ops, idx as u64);
+    let mut marks = shared.det.as_ref().map(|_| Marks::default());
     let counters = &shared.counters.workers[idx];
     let ops = shared.desc.ops;
     let mut done = 0u64;
@@ -127,6 +156,15 @@ fn ops_loop(shared: &Shared, idx: usize, mix: &Mix) {
     let quiescent_every = cfg.det.as_ref().map(|d| d.quiescent_every_ops);
     while !mix.is_empty() && !shared.stop.load(Ordering::Relaxed) {
         if cfg.ops_per_worker.is_some_and(|n| done >= n) {
+            break;
+        }
+        if shared.det.is_none()
+            && done % DEADLINE_EVERY_OPS == DEADLINE_EVERY_OPS - 1
+            && cfg.duration.is_some_and(|d| shared.start.elapsed() >= d)
+        {
+            // The monitor stops the run too, but with 1024 workers on 2 cores it
+            // waited seconds for a core (a 2 s run took 9 s to notice its budget).
+            shared.stop.store(true, Ordering::Release);
             break;
         }
         if shared.stutter.pending() {
@@ -141,24 +179,33 @@ fn ops_loop(shared: &Shared, idx: usize, mix: &Mix) {
             shared.stutter.request();
             continue;
         }
-        let op = mix.pick(&mut rng);
+        let op = mix.pick(&mut picks);
         if cfg.skip_ops.contains(&(idx, done)) {
-            // Deleted by `shrink`: the pick is drawn, so the worker's later picks
-            // are unchanged (its later ops' own draws shift by what this one drew).
+            // Deleted by `shrink`: the pick is drawn and the op's own draws are its
+            // own stream's, so every other op runs with the same arguments.
             done += 1;
             continue;
         }
         let name = ops[op].name;
         shared.recorder.record(idx, Kind::Begin, name, done, 0);
+        if let Some(m) = marks.as_mut() {
+            m.begin(shared.recorder.now(), done, 0);
+        }
         sched::op(Some(name));
         let mut cx = OpCtx {
             worker: idx,
             threads: cfg.threads,
-            rng: &mut rng,
+            op: done,
+            round: 0,
+            rng: Rng::op_stream(cfg.seed, idx, done, 0),
             shared,
             counters,
+            marks: marks.as_mut(),
         };
         let result = catch_unwind(AssertUnwindSafe(|| shared.model.step(&mut cx, op)));
+        if let Some(m) = marks.as_mut() {
+            m.begin(shared.recorder.now(), done, Marks::BETWEEN);
+        }
         done += 1;
         match result {
             Ok(Ok(())) => {
@@ -182,6 +229,7 @@ fn ops_loop(shared: &Shared, idx: usize, mix: &Mix) {
         sched::op(None);
     }
     shared.stutter.leave(&mut check);
+    marks
 }
 
 /// The `--test-stall-worker` hook: this worker stops making progress inside an op,

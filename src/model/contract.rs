@@ -34,6 +34,14 @@ pub trait Ctx {
     fn op_args(&self, what: &'static str, a: u64, b: u64) {
         self.event(what, a, b);
     }
+    /// Starts the next round of a repeated act inside one op (a guest access of
+    /// `KVM_RUN`): returns whether to run it. Each round draws from its own stream,
+    /// so a round left out changes no other round's draws; `shrink` leaves rounds
+    /// out (a guest that made fewer accesses) the way it deletes whole ops. A model
+    /// skips the round's work, draws included, when this returns false.
+    fn round(&mut self) -> bool {
+        true
+    }
 }
 
 /// The text of an [`event`](Ctx::event) or [`op_args`](Ctx::op_args): `what` with its `{a}`, `{b}`

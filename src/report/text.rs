@@ -260,6 +260,18 @@ pub fn human_result(s: &Summary) -> String {
             s.windows_never_entered.join(", ")
         );
     }
+    // The rarest windows entered bound what a clean run proves; the per-op counts say
+    // what the mix spent its time on.
+    let mut entered: Vec<(&String, &u64)> = s.coverage.iter().filter(|(_, &c)| c > 0).collect();
+    entered.sort_by_key(|(_, &c)| c);
+    if !entered.is_empty() {
+        let rare: Vec<String> = entered.iter().take(3).map(|(k, c)| format!("{k} {c}")).collect();
+        let _ = writeln!(r, "  rarest windows: {}", rare.join(", "));
+    }
+    if !s.ops_by_kind.is_empty() {
+        let ops: Vec<String> = s.ops_by_kind.iter().map(|(k, c)| format!("{k} {c}")).collect();
+        let _ = writeln!(r, "  ops: {}", ops.join(", "));
+    }
     if !s.run_dir.is_empty() {
         let _ = writeln!(r, "  results: {}", s.run_dir);
     }

@@ -18,7 +18,7 @@ pub mod det;
 pub mod strategy;
 pub mod stress;
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::panic::Location;
 
 /// What the access a point guards does to shared state.
@@ -97,10 +97,38 @@ pub enum Mode {
 
 thread_local! {
     static MODE: RefCell<Option<Mode>> = const { RefCell::new(None) };
+    /// Points a plain / a window site may pass before the next one takes the slow
+    /// path ([`slow_point`]): a stress injector's geometric skip counts, 0 in det
+    /// mode (every point is a step), `u64::MAX` without a mode. Plain `Cell`s
+    /// without a destructor, so the fast path is one thread-local load, a compare
+    /// and a store: a point sits before every atomic access of every model.
+    static PLAIN_LEFT: Cell<u64> = const { Cell::new(u64::MAX) };
+    static WINDOW_LEFT: Cell<u64> = const { Cell::new(u64::MAX) };
+    /// The thread runs under a det scheduler (gates [`op`]).
+    static DET: Cell<bool> = const { Cell::new(false) };
+    /// Threads per core of this stress worker's run ([`stress::crowd`]).
+    static CROWD: Cell<u64> = const { Cell::new(1) };
+}
+
+/// Which skip counter a site class uses.
+fn left(window: bool) -> &'static std::thread::LocalKey<Cell<u64>> {
+    if window {
+        &WINDOW_LEFT
+    } else {
+        &PLAIN_LEFT
+    }
 }
 
 /// Installs `mode` for the current thread (a torture worker) until the guard drops.
 pub fn enter(mode: Mode) -> ModeGuard {
+    let (plain, window, det, crowd) = match &mode {
+        Mode::Stress(inj) => (inj.first_gap(false), inj.first_gap(true), false, inj.crowd()),
+        Mode::Det(_) => (0, 0, true, 1),
+    };
+    CROWD.with(|c| c.set(crowd));
+    PLAIN_LEFT.with(|c| c.set(plain));
+    WINDOW_LEFT.with(|c| c.set(window));
+    DET.with(|c| c.set(det));
     MODE.with(|m| *m.borrow_mut() = Some(mode));
     ModeGuard(())
 }
@@ -111,41 +139,70 @@ pub struct ModeGuard(());
 impl Drop for ModeGuard {
     fn drop(&mut self) {
         MODE.with(|m| *m.borrow_mut() = None);
+        PLAIN_LEFT.with(|c| c.set(u64::MAX));
+        WINDOW_LEFT.with(|c| c.set(u64::MAX));
+        DET.with(|c| c.set(false));
+        CROWD.with(|c| c.set(1));
     }
 }
 
+/// Threads per core of this stress worker's run (1 outside one).
+pub(crate) fn crowd() -> u64 {
+    CROWD.with(Cell::get)
+}
+
 /// A preemption point: another thread may run here.
+///
+/// The fast path only counts down the site class's skip count; the count reaching
+/// zero (a stress delay is due, or det mode, where it stays zero) takes the slow path.
 #[inline]
 pub fn point(site: Site) {
-    MODE.with(|m| {
-        if let Some(mode) = m.borrow_mut().as_mut() {
-            match mode {
-                Mode::Stress(inj) => inj.point(&site),
-                Mode::Det(h) => h.det.step(h.idx, &site, det::Point::Plain),
-            }
+    let left = left(site.window);
+    let n = left.with(Cell::get);
+    if n > 0 {
+        left.with(|c| c.set(n - 1));
+    } else {
+        slow_point(&site);
+    }
+}
+
+/// A point whose skip count ran out: a det step, or a stress delay and the next gap.
+#[cold]
+#[inline(never)]
+fn slow_point(site: &Site) {
+    MODE.with(|m| match m.borrow_mut().as_mut() {
+        Some(Mode::Stress(inj)) => {
+            let gap = inj.fire(site.window);
+            left(site.window).with(|c| c.set(gap));
         }
+        Some(Mode::Det(h)) => h.det.step(h.idx, site, det::Point::Plain),
+        // No torture mode on this thread: never come back here.
+        None => left(site.window).with(|c| c.set(u64::MAX)),
     });
 }
 
 /// A failed wait or a yield. Returns true if a det scheduler took it (the caller
 /// must not also back off in real time: the scheduler already ran someone else).
 pub(crate) fn wait_point(site: Site, kind: det::Point) -> bool {
-    MODE.with(|m| match m.borrow_mut().as_mut() {
-        Some(Mode::Det(h)) => {
+    if !DET.with(Cell::get) {
+        // Stress: a plain point (it may inject a delay); no mode: nothing.
+        point(site);
+        return false;
+    }
+    MODE.with(|m| {
+        if let Some(Mode::Det(h)) = m.borrow_mut().as_mut() {
             h.det.step(h.idx, &site, kind);
-            true
         }
-        Some(Mode::Stress(inj)) => {
-            inj.point(&site);
-            false
-        }
-        None => false,
-    })
+    });
+    true
 }
 
 /// Tells a det scheduler which op the current thread is in (`None`: between ops);
 /// the end of an op is progress for livelock detection. No-op in other modes.
 pub fn op(name: Option<&'static str>) {
+    if !DET.with(Cell::get) {
+        return;
+    }
     MODE.with(|m| {
         if let Some(Mode::Det(h)) = m.borrow().as_ref() {
             h.det.op(h.idx, name);

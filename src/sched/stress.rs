@@ -11,7 +11,6 @@
 //! successes of a per-point Bernoulli(`p`) trial. Same injected process, one
 //! decrement per point.
 
-use super::Site;
 use crate::rng::Rng;
 use std::time::Duration;
 
@@ -22,21 +21,42 @@ pub struct Injection {
     pub prob: f64,
     /// Race windows inject with `prob * window_boost` (capped at 0.5).
     pub window_boost: f64,
+    /// Which delays go where.
+    pub policy: Policy,
+}
+
+/// Which delays a point draws from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Policy {
+    /// Any point: a spin (half the time), a yield or a short sleep, windows from
+    /// nanoseconds to a scheduler tick (the injector before issue 17).
+    Uniform,
+    /// Plain points only spin; race windows spin, yield or sleep. With more threads
+    /// than cores ([`crowd`]), plain points delay `crowd` times less often and
+    /// shorter, and windows yield: the OS already stops every thread for about
+    /// `crowd` time slices at points of its own choosing, so an injected spin only
+    /// holds a core the others wait for, and a yield is itself a long window.
+    Targeted,
 }
 
 impl Injection {
-    /// The default: a delay at 1 % of plain points and 20 % of race windows.
+    /// The default: a delay at 1 % of plain points and 20 % of race windows, any
+    /// kind anywhere ([`Policy::Uniform`]).
     pub const DEFAULT: Injection = Injection {
         prob: 0.01,
         window_boost: 20.0,
+        policy: Policy::Uniform,
     };
 
-    /// A candidate default measured side by side by `bench`: the same rate at race
-    /// windows, a fifth of it at plain points. Not the default: on pfncache it
-    /// detected several race variants later (the README's performance section).
+    /// A candidate default measured side by side by `bench`: the same rates,
+    /// [`Policy::Targeted`]. Yields and sleeps cost a system call and, with more
+    /// threads than cores, a trip through the run queue; at plain points, of which an
+    /// op has hundreds, they took most of a crowded run's time. Not the default: it
+    /// raised ops/s but detected some mutants later, and stress runs of seven race
+    /// variants and mutants stalled before their violation (README, Performance).
     pub const CANDIDATE: Injection = Injection {
-        prob: 0.002,
-        window_boost: 100.0,
+        policy: Policy::Targeted,
+        ..Injection::DEFAULT
     };
 
     /// Injection off.
@@ -45,7 +65,15 @@ impl Injection {
     }
 }
 
-/// Points left to skip before the next delay, for one class of sites.
+/// How many threads share a core: `threads / cores`, at least 1.
+pub fn crowd(threads: usize) -> u64 {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    (threads / cores).max(1) as u64
+}
+
+/// Points left to skip before the next delay, for one class of sites (`left` is
+/// the first count; the thread-local fast path of [`super::point`] counts it down).
+#[derive(Clone, Copy)]
 struct Gap {
     left: u64,
     /// `ln(1 - p)`; 0 when `p` is 0 (never inject).
@@ -89,58 +117,94 @@ pub struct Injector {
     rng: Rng,
     plain: Gap,
     window: Gap,
+    policy: Policy,
+    /// [`crowd`] of the run.
+    crowd: u64,
 }
 
 impl Injector {
-    pub fn new(mut rng: Rng, inj: Injection) -> Self {
+    pub fn new(mut rng: Rng, inj: Injection, threads: usize) -> Self {
+        let crowd = match inj.policy {
+            Policy::Uniform => 1,
+            Policy::Targeted => crowd(threads),
+        };
         let window_prob = (inj.prob * inj.window_boost).min(0.5);
         Injector {
-            plain: Gap::new(inj.prob, &mut rng),
+            plain: Gap::new(inj.prob / crowd as f64, &mut rng),
             window: Gap::new(window_prob, &mut rng),
+            policy: inj.policy,
+            crowd,
             rng,
         }
     }
 
-    #[inline]
-    pub fn point(&mut self, site: &Site) {
-        let g = if site.window {
-            &mut self.window
+    /// The skip count of a site class before its first delay.
+    pub fn first_gap(&self, window: bool) -> u64 {
+        self.gap(window).left
+    }
+
+    /// Threads per core ([`crowd`]; 1 under [`Policy::Uniform`]), for [`backoff`].
+    pub fn crowd(&self) -> u64 {
+        self.crowd
+    }
+
+    fn gap(&self, window: bool) -> &Gap {
+        if window {
+            &self.window
         } else {
-            &mut self.plain
-        };
-        if g.left > 0 {
-            g.left -= 1;
-            return;
+            &self.plain
         }
-        g.left = g.draw(&mut self.rng);
-        self.delay();
+    }
+
+    /// A point of the class whose skip count ran out: inject a delay, and return
+    /// the next skip count (the fast path in [`super::point`] counts it down).
+    pub fn fire(&mut self, window: bool) -> u64 {
+        let gap = *self.gap(window);
+        let next = gap.draw(&mut self.rng);
+        match (self.policy, window) {
+            (Policy::Uniform, _) => self.mixed(),
+            (Policy::Targeted, false) => self.spin(2000 / self.crowd),
+            (Policy::Targeted, true) if self.crowd > 1 => std::thread::yield_now(),
+            (Policy::Targeted, true) => self.mixed(),
+        }
+        next
     }
 
     /// A spin (half the time), a yield, or a short sleep: three very different
     /// lengths, because races need windows from nanoseconds to a scheduler tick.
     #[cold]
-    fn delay(&mut self) {
+    fn mixed(&mut self) {
         match self.rng.below(100) {
-            0..=49 => {
-                for _ in 0..self.rng.below(2000) {
-                    std::hint::spin_loop();
-                }
-            }
+            0..=49 => self.spin(2000),
             50..=89 => std::thread::yield_now(),
             _ => std::thread::sleep(Duration::from_micros(5 + self.rng.below(50))),
         }
     }
+
+    /// Up to `max` spin-loop hints.
+    fn spin(&mut self, max: u64) {
+        for _ in 0..self.rng.below(max.max(1)) {
+            std::hint::spin_loop();
+        }
+    }
 }
 
-/// The wait after the `rounds`-th failed attempt of a spin loop.
-pub fn backoff(rounds: u32) {
-    if rounds < 8 {
+/// The wait after the `rounds`-th failed attempt of a spin loop, with `crowd`
+/// threads per core ([`crowd`]; 1 under [`Policy::Uniform`]): a few spins while every
+/// thread can have a core, then yields, then sleeps. The more threads share a core,
+/// the sooner the sleeps and the longer: a waiter that yields stays on the run queue,
+/// and at 1024 threads on 2 cores the lock holder it waits for (descheduled, most
+/// likely) got a core only after every yielding waiter had had its turn: half the run
+/// went into `sched_yield` (README, Performance).
+pub fn backoff(rounds: u32, crowd: u64) {
+    let yields = (200 / crowd).max(4) as u32;
+    if crowd == 1 && rounds < 8 {
         for _ in 0..(1u32 << rounds) {
             std::hint::spin_loop();
         }
-    } else if rounds < 200 {
+    } else if rounds < yields {
         std::thread::yield_now();
     } else {
-        std::thread::sleep(Duration::from_micros(20));
+        std::thread::sleep(Duration::from_micros(20 * crowd.min(50)));
     }
 }

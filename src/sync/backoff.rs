@@ -34,7 +34,7 @@ impl Backoff {
     fn pause(&mut self, kind: det::Point) {
         self.rounds = self.rounds.saturating_add(1);
         if !wait_point(self.site, kind) {
-            stress::backoff(self.rounds);
+            stress::backoff(self.rounds, crate::sched::crowd());
         }
     }
 

@@ -3,6 +3,7 @@
 use super::table::{pp, ABSENT, HVLOCK, VALID};
 use super::{cpu, HashProtect};
 use crate::model::Violation;
+use crate::sync::holder;
 use std::sync::atomic::Ordering::SeqCst;
 
 impl HashProtect {
@@ -46,18 +47,32 @@ impl HashProtect {
         Ok(())
     }
 
+    ///
+    /// It names who holds each lock of the protocol (the CPUs' claims too), so a STALL
+    /// report, which has only this dump and the flight log, says what every stuck
+    /// worker waits for: a changer sleeping in `chmem_lock`/`cpus_read_lock`/
+    /// `stop_cpus_mutex` waits for the holder named here, a worker whose op has begun
+    /// but whose CPU's claim is someone else's waits for that claim.
     pub(super) fn dump_state(&self) -> String {
         let mut s = String::new();
         for (k, c) in self.cpus.iter().enumerate() {
             s += &format!(
-                "cpu{k}: {} {} soft_irq {} hard_irq {} pending {}\n",
+                "cpu{k}: {} {} soft_irq {} hard_irq {} pending {} claim {}{}\n",
                 if c.online.peek() { "online" } else { "offline" },
                 cpu::mode_name(c.mode.peek()),
                 c.soft_irq_on.peek(),
                 c.hard_irq_on.peek(),
-                c.pending_irq.peek()
+                c.pending_irq.peek(),
+                held_by(c.claim.holder()),
+                if c.has_work() { ", stopper work queued" } else { "" }
             );
         }
+        s += &format!(
+            "chmem_lock {}, cpu_hotplug_lock {}, stop_cpus_mutex {}\n",
+            held_by(self.chmem_lock.holder()),
+            self.hotplug.holders(),
+            held_by(self.stop_cpus.holder())
+        );
         let p = &self.parms;
         s += &format!(
             "chmem_parms @ {:#x}: [{:#x}, {:#x}) newpp {} master_cpu {} cpu_counter {} (rmo_size {:#x}, online {})\n",
@@ -76,4 +91,12 @@ impl HashProtect {
         }
         s + &self.table.describe()
     }
+}
+
+/// `held by worker 3`, or `free`.
+fn held_by(h: Option<u32>) -> String {
+    h.map_or_else(
+        || "free".to_string(),
+        |w| format!("held by {}", holder::describe(w)),
+    )
 }

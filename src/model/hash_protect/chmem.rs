@@ -67,6 +67,22 @@ pub(super) struct FnState {
     range: (u64, u64, u64, u64),
 }
 
+/// How a `hash__change_memory_range()` call ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Change {
+    /// `start >= end` after alignment: `return false`, nothing done.
+    Refused,
+    /// The range was changed (`return true`).
+    Done,
+    /// A stop_machine participant found a violation and every participant was let go
+    /// ([`MultiStop::abandoned`]). The kernel's caller would still be in
+    /// `wait_for_completion()` (`__stop_cpus()` waits for `cpu_stop_done`, i.e. for
+    /// every `multi_cpu_stop()` to reach EXIT), so it never returns to a half-changed
+    /// range: nothing of this call may be checked (H2), and the violation is reported
+    /// by the participant that found it.
+    Abandoned,
+}
+
 impl FnState {
     pub(super) fn new() -> Self {
         FnState {
@@ -105,15 +121,21 @@ impl HashProtect {
         if cx.rng().below(16) == 0 {
             // Bad input: an empty range is refused before anything happens.
             let a = lo as u64 * PAGE;
-            let changed = self.hash_change_memory_range(cx, cpu, a, a, newpp)?;
-            assert!(!changed, "hash__change_memory_range accepted an empty range");
+            let change = self.hash_change_memory_range(cx, cpu, a, a, newpp)?;
+            assert_eq!(
+                change,
+                Change::Refused,
+                "hash__change_memory_range accepted an empty range"
+            );
             return Ok(());
         }
         // _stext / __init_begin are not page aligned: the call aligns them.
         let start = lo as u64 * PAGE + 0x100;
         let end = hi as u64 * PAGE - 0x80;
-        cx.event("chmem.call", start, newpp);
-        self.hash_change_memory_range(cx, cpu, start, end, newpp)?;
+        cx.event("chmem.call start={a:x} newpp={b}", start, newpp);
+        if self.hash_change_memory_range(cx, cpu, start, end, newpp)? == Change::Abandoned {
+            return Ok(());
+        }
         // H2: after change_memory_range returns, the whole range has the new pp and
         // is valid (HVLOCK may still be held by a KVM fault path that is leaving).
         for page in lo..hi {
@@ -138,18 +160,18 @@ impl HashProtect {
         start: u64,
         end: u64,
         newpp: u64,
-    ) -> Result<bool, Violation> {
+    ) -> Result<Change, Violation> {
         let step = PAGE;
         let start = start / step * step; // ALIGN_DOWN
         let end = end.div_ceil(step) * step; // ALIGN (up)
         if start >= end {
-            return Ok(false);
+            return Ok(Change::Refused);
         }
         if self.hv == Hypervisor::BareMetal || !self.proto.stop_machine {
             // No LPAR (or before 87e65ad7bd3a): the caller updates every entry while
             // the other CPUs go on running.
             self.change_memory_range(cx, cpu, start, end, step, newpp)?;
-            return Ok(true);
+            return Ok(Change::Done);
         }
         // mutex_lock(&chmem_lock);
         self.sleep_until(cx, cpu, &|| self.chmem_lock.try_lock())?;
@@ -184,19 +206,17 @@ impl HashProtect {
             online
         };
         parms.cpu_counter.store(count, SeqCst);
-        let mut found = self.counter_in_range("setup", count as i32, count as i32).err();
+        let setup = self.counter_in_range("setup", count as i32, count as i32);
         // mb(): "Ensure state is consistent before we call the other CPUs".
         fence();
         window!("chmem.before_stop_machine");
-        if found.is_none() {
-            found = self.stop_machine_cpuslocked(cx, cpu).err();
-        }
+        let r = setup.and_then(|()| self.stop_machine_cpuslocked(cx, cpu));
         if self.proto.cpus_read_lock {
             self.ghost.changer_in_setup.store(false, SeqCst);
             self.hotplug.read_unlock();
         }
         self.chmem_lock.unlock();
-        found.map_or(Ok(true), Err)
+        r
     }
 
     /// `change_memory_range()`: one `hpte_updateboltedpp` per step, on the caller's
@@ -312,8 +332,11 @@ impl HashProtect {
         Ok(())
     }
 
-    /// `stop_machine_cpuslocked(change_memory_range_fn, &chmem_parms, cpu_online_mask)`.
-    fn stop_machine_cpuslocked(&self, cx: &mut dyn Ctx, cpu: usize) -> Result<(), Violation> {
+    /// `stop_machine_cpuslocked(change_memory_range_fn, &chmem_parms, cpu_online_mask)`:
+    /// returns when every participant has left `multi_cpu_stop()` (`__stop_cpus()`'s
+    /// `wait_for_completion`), or when the participants were let go after a violation
+    /// ([`Change::Abandoned`]).
+    fn stop_machine_cpuslocked(&self, cx: &mut dyn Ctx, cpu: usize) -> Result<Change, Violation> {
         // stop_cpus() → mutex_lock(&stop_cpus_mutex): one stop_machine at a time (CPU
         // hotplug's take_cpu_down is one too).
         self.sleep_until(cx, cpu, &|| self.stop_cpus.try_lock())?;
@@ -326,12 +349,19 @@ impl HashProtect {
             crate::point!("cpu_stop_queue_work");
             *c.work.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::clone(&ms));
         }
-        cx.event("stop_machine.queued", u64::from(num_threads), cpu as u64);
-        let mut r = self.run_stoppers(cx, cpu, &ms, true);
-        // After an abandon the participant that found the violation reports it.
-        if r.is_ok() && !ms.abandoned.load(SeqCst) {
-            r = self.after_stop_machine(&ms);
-        }
+        cx.event(
+            "stop_machine.queued threads={a} caller_cpu={b}",
+            u64::from(num_threads),
+            cpu as u64,
+        );
+        let r = self.run_stoppers(cx, cpu, &ms, true).and_then(|()| {
+            if ms.abandoned.load(SeqCst) {
+                // The participant that found the violation reports it.
+                cx.event("stop_machine.abandoned caller_cpu={a}", cpu as u64, 0);
+                return Ok(Change::Abandoned);
+            }
+            self.after_stop_machine(&ms).map(|()| Change::Done)
+        });
         self.stop_cpus.unlock();
         r
     }
@@ -397,7 +427,7 @@ impl HashProtect {
                     Phase::IrqSave
                 } else {
                     let n = ms.masters.fetch_add(1, SeqCst) + 1;
-                    cx.event("chmem.master", cpu as u64, 0);
+                    cx.event("chmem.master cpu={a}", cpu as u64, 0);
                     if n > 1 {
                         return Err(Violation::new("H5", format!("CPU {cpu} is master number {n}")));
                     }

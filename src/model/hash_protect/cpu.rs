@@ -105,7 +105,12 @@ impl HashProtect {
             return Ok(());
         }
         let prev = c.mode.swap(VIRTUAL, SeqCst);
-        cx.event("irq.handler", cpu as u64, u64::from(prev));
+        let what = if prev == REAL {
+            "irq.handler cpu={a} (taken in real mode)"
+        } else {
+            "irq.handler cpu={a}"
+        };
+        cx.event(what, cpu as u64, 0);
         let page = self.pick_page(cx);
         let r = self.translate(cx, cpu, page);
         c.mode.store(prev, SeqCst);
@@ -141,7 +146,7 @@ impl HashProtect {
             bitlock::unlock_store(e, HVLOCK, locked);
             if locked & VALID != 0 {
                 cx.cover(cov::KVM_ABSORBED);
-                cx.event("kvm.fault_absorbed", cpu as u64, page as u64);
+                cx.event("kvm.fault_absorbed cpu={a} page={b}", cpu as u64, page as u64);
                 return Ok(());
             }
         }
@@ -199,7 +204,12 @@ impl HashProtect {
             c.online.store(true, SeqCst);
             self.num_online.fetch_add(1, SeqCst);
         }
-        cx.event("hotplug", cpu as u64, u64::from(c.online.peek()));
+        let what = if c.online.peek() {
+            "hotplug cpu={a} online (num_online={b})"
+        } else {
+            "hotplug cpu={a} offline (num_online={b})"
+        };
+        cx.event(what, cpu as u64, u64::from(self.num_online.peek()));
         c.claim.unlock();
         self.stop_cpus.unlock();
         self.hotplug.write_unlock();

@@ -35,6 +35,16 @@ pub(super) const DISABLE_IRQ: u32 = 2;
 pub(super) const RUN: u32 = 3;
 pub(super) const EXIT: u32 = 4;
 
+/// The protocol-view text of the state `ack_state()` just advanced to.
+fn state_event(state: u32) -> &'static str {
+    match state {
+        DISABLE_IRQ => "stop.state DISABLE_IRQ: threads={a} acked PREPARE, last cpu={b}",
+        RUN => "stop.state RUN: threads={a} acked DISABLE_IRQ, last cpu={b}",
+        EXIT => "stop.state EXIT: threads={a} acked RUN, last cpu={b}",
+        _ => "stop.state past EXIT: threads={a} acked EXIT, last cpu={b}",
+    }
+}
+
 /// `struct multi_stop_data`, plus the completion the caller waits on and ghost state.
 pub(super) struct MultiStop {
     pub state: AtomicU32,
@@ -49,7 +59,9 @@ pub(super) struct MultiStop {
     /// Ghost: CPUs that took the master role of `change_memory_range_fn` (H5).
     pub masters: StdU32,
     /// Set when a participant found a violation: the others leave instead of waiting
-    /// for a step that will never come (the run is over; the kernel would have oopsed).
+    /// for a step that will never come (the run is over; the kernel would have oopsed
+    /// or hung). The caller then returns before `fn` finished everywhere, which the
+    /// kernel's never does, so it checks nothing of its call (`chmem::Change::Abandoned`).
     pub abandoned: StdBool,
 }
 
@@ -233,7 +245,11 @@ impl HashProtect {
         window!("stop_machine.before_ack");
         if ms.ack_state(p.cpu, p.curstate)? {
             cx.cover(cov::STOP_STATE_ADVANCES);
-            cx.event("stop.state", u64::from(p.curstate) + 1, p.cpu as u64);
+            cx.event(
+                state_event(p.curstate + 1),
+                u64::from(ms.num_threads),
+                p.cpu as u64,
+            );
         }
         if p.curstate == EXIT {
             self.leave_stopper(p);

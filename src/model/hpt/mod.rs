@@ -270,7 +270,9 @@ pub static DESC: ModelDesc = ModelDesc {
             name: "buggy",
             commit: "5e9859699aba",
             kind: VariantKind::Race,
-            expect: Expect::Caught(&["R1", "R2", "R3", "R4"]),
+            // Q1 too: an entry a vCPU re-validated in the old table during the rehash is
+            // still VALID when the rehash ends (seen first in stress under load).
+            expect: Expect::Caught(&["R1", "R2", "R3", "R4", "Q1"]),
             cells: &[],
             needs_concurrency: true,
             doc: "before 38c53af85306: vCPUs re-enter the guest and re-validate entries during rehash",

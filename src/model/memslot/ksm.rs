@@ -28,7 +28,7 @@ impl Memslot {
             op.note(self.arena.put(page, "KSM: already merged"));
             return;
         }
-        op.event("K merge: bracket 1 write_protect_page", h, page);
+        op.event("K merge: bracket 1 write_protect_page hva {a} page {b}", h, page);
 
         // ---- write_protect_page(): bracket 1 ----
         self.range_start(op, h);
@@ -43,7 +43,7 @@ impl Memslot {
         }
         // entry = ptep_clear_flush(vma, pvmw.address, pvmw.pte);
         let old = self.host.clear(h);
-        op.event("K ptep_clear_flush", h, old);
+        op.event("K ptep_clear_flush hva {a} (was page {b})", h, old);
         if op.rng().chance(0.1) {
             // page_mapcount() + 1 + swapped != page_count(): set_pte_at(entry), bail.
             self.host.set(h, old);
@@ -61,7 +61,7 @@ impl Memslot {
         crate::window!("ksm.between_brackets");
 
         // ---- replace_page(): bracket 2 ----
-        op.event("K merge: bracket 2 replace_page", h, kpage);
+        op.event("K merge: bracket 2 replace_page hva {a} with kpage {b}", h, kpage);
         self.range_start(op, h);
         crate::window!("ksm.after_range_start");
         self.host.lock(h);
@@ -89,7 +89,7 @@ impl Memslot {
         // the merged-away page is freed here if nobody else holds it.
         if self.release_page(op, page, "KSM put merged-away page", false) {
             op.cover(cov::PAGE_FREED_AFTER_MERGE);
-            op.event("K frees merged-away page", h, page);
+            op.event("K frees merged-away page {b} (hva {a})", h, page);
         }
     }
 
@@ -118,7 +118,7 @@ impl Memslot {
         self.host.set(h, fresh);
         self.host.unlock(h);
         self.range_end(op, h);
-        op.event("K unmerge/munmap replaced page", h, old);
+        op.event("K unmerge/munmap replaced page {b} at hva {a}", h, old);
         // tlb_finish_mmu() / the COW's put of the old page: after range_end.
         self.release_page(op, old, "unmerge: drop old page", true);
     }

@@ -36,7 +36,7 @@ impl Memslot {
         // __kvm_handle_hva_range(kvm, &hva_range): begin + kvm_unmap_gfn_range.
         self.handle_hva_range(op, page, Handler::Unmap);
         op.event(
-            "K range_start: count++, in_progress++ if a slot overlaps",
+            "K range_start hva {a}: count++, in_progress++ if a slot overlaps",
             page,
             0,
         );
@@ -49,7 +49,11 @@ impl Memslot {
         // --mn_active_invalidate_count; rcuwait_wake_up() at zero.
         let r = self.inv.count_down().map_err(s5);
         op.note(r);
-        op.event("K range_end: seq++, in_progress--, count-- and wake", page, 0);
+        op.event(
+            "K range_end hva {a}: seq++, in_progress--, count-- and wake",
+            page,
+            0,
+        );
     }
 
     /// `kvm_mmu_notifier_change_pte()` (v5.15–v6.9), called from `set_pte_at_notify()`
@@ -71,7 +75,7 @@ impl Memslot {
             return;
         }
         op.cover(cov::CHANGE_PTE_WALKED);
-        op.event("K change_pte (before set_pte_at)", page, pfn);
+        op.event("K change_pte hva {a} to pfn {b} (before set_pte_at)", page, pfn);
         self.handle_hva_range(op, page, Handler::ChangePte(pfn));
     }
 
@@ -150,7 +154,11 @@ impl Memslot {
         match self.stage2.map(gfn, self.leaf_of(pfn), false) {
             Mapped::Installed => {
                 op.cover(cov::SPTE_TABLE_PRESENT);
-                op.event("K kvm_set_spte_gfn installs stage-2 leaf (C)", gfn, pfn);
+                op.event(
+                    "K kvm_set_spte_gfn installs stage-2 leaf (C) gfn {a} pfn {b}",
+                    gfn,
+                    pfn,
+                );
                 self.check_install(op, slot, gfn, "kvm_set_spte_gfn");
             }
             Mapped::NoTable => op.cover(cov::SPTE_ENOMEM),

@@ -68,8 +68,8 @@ impl Memslot {
         op.event(
             match change {
                 Change::Create(_) => "U CREATE B published",
-                Change::Delete(_) => "U DELETE B: final swap published the array without B",
-                Change::Move(..) => "U MOVE B: final swap published the moved slot",
+                Change::Delete(_) => "U DELETE B (base gfn {a}): final swap published the array without B",
+                Change::Move(..) => "U MOVE B (old base gfn {a}): final swap published the moved slot",
             },
             old.map_or(0, |o| o.base_gfn),
             0,
@@ -95,7 +95,7 @@ impl Memslot {
         });
         self.update_in_flight.store(true, Relaxed);
         op.event(
-            "U (A) kvm_swap_active_memslots published INVALID B",
+            "U (A) kvm_swap_active_memslots published INVALID B (base gfn {a})",
             old.base_gfn,
             0,
         );
@@ -118,7 +118,7 @@ impl Memslot {
         }
         self.inv.mmu_lock.write_unlock();
         op.event(
-            "U (B) kvm_arch_flush_shadow_memslot unmapped B",
+            "U (B) kvm_arch_flush_shadow_memslot unmapped B (base gfn {a}): {b} leaves",
             old.base_gfn,
             cleared as u64,
         );

@@ -36,7 +36,7 @@ impl Memslot {
         });
         self.inv.mmu_lock.read_unlock();
         if let Some(leaf) = leaf {
-            op.event("V guest read hits stage 2", gfn, leaf.pfn);
+            op.event("V guest read hits stage 2: gfn {a} pfn {b}", gfn, leaf.pfn);
             if must_exit {
                 op.flag(Violation::new(
                     "S6",
@@ -77,7 +77,7 @@ impl Memslot {
                 if must_exit {
                     op.cover(cov::STALE_ACCESS_EXIT);
                 }
-                op.event("V MMIO exit (no slot or INVALID)", gfn, 0);
+                op.event("V MMIO exit (no slot or INVALID) gfn {a}", gfn, 0);
                 self.slots.srcu.read_unlock(idx);
                 return;
             }
@@ -115,7 +115,7 @@ impl Memslot {
             // kvm_pgtable_stage2_map(pgt, fault_ipa, ..., memcache, ...)
             let mapped = self.stage2.map(gfn, self.leaf_of(pfn), true);
             debug_assert_eq!(mapped, Mapped::Installed, "a fault has a memcache");
-            op.event("V fault maps stage-2 leaf", gfn, pfn);
+            op.event("V fault maps stage-2 leaf gfn {a} pfn {b}", gfn, pfn);
             self.check_install(op, &slot, gfn, "user_mem_abort");
             if self.proto.fault_maps_under_lock {
                 self.inv.mmu_lock.read_unlock();

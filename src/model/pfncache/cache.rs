@@ -327,6 +327,44 @@ impl Gpc {
         *next = (*next + 1) % HISTORY;
     }
 
+    /// How the cache came to be valid while inactive, from its history: the last
+    /// act that left it inactive (`init`, `deactivate`) and the last that made it
+    /// valid (an install), in the order they happened. Part of the message of every
+    /// "valid but inactive" violation, so that two races that both end there read
+    /// differently (and `shrink`, which keeps a failure's message, keeps its race).
+    pub fn how_valid_inactive(&self) -> String {
+        let h = self.ghost.history.lock().unwrap_or_else(|e| e.into_inner());
+        let (ring, next) = &*h;
+        let (a, b) = ring.split_at((*next).min(ring.len()));
+        let events: Vec<&Event> = b.iter().chain(a).collect();
+        let last = |f: &dyn Fn(&str) -> bool| events.iter().rposition(|e| f(e.what));
+        let inactive = last(&|w| w.contains(": init") || w.contains(": deactivate"));
+        let valid = last(&|w| w.contains("install") || w.contains("keeps pfn"));
+        let text = |i: usize| {
+            let e = events[i];
+            format!(
+                "`{}` (worker {})",
+                crate::model::event_text(e.what, self.id as u64, e.a),
+                e.worker
+            )
+        };
+        match (inactive, valid) {
+            (Some(i), Some(v)) if i < v => format!(
+                "made valid after it was made inactive: {}, then {}",
+                text(i),
+                text(v)
+            ),
+            (Some(i), Some(v)) => format!(
+                "valid from before it was made inactive: {}, then {}",
+                text(v),
+                text(i)
+            ),
+            (None, Some(v)) => format!("made valid by {}", text(v)),
+            (Some(i), None) => format!("no install since {}", text(i)),
+            (None, None) => "no install in its history".to_string(),
+        }
+    }
+
     pub fn violation(&self, id: &'static str, msg: String) -> Violation {
         Violation::new(id, msg).with_state(self.describe())
     }

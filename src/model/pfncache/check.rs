@@ -105,7 +105,10 @@ impl PfnCache {
             return Ok(());
         }
         if !active {
-            return fail("I1", format!("gpc{} is valid but not active", c.id));
+            return fail(
+                "I1",
+                format!("gpc{} is valid but not active: {}", c.id, c.how_valid_inactive()),
+            );
         }
         let (pfn, khva, uhva, gpa) = (c.pfn.peek(), Khva(c.khva.peek()), c.uhva.peek(), c.gpa.peek());
         if pfn == PFN_ERR || khva.is_null() {
@@ -216,8 +219,13 @@ impl PfnCache {
                     c,
                     "Q2",
                     format!(
-                        "gpc{} is inactive but valid {valid}, pfn {pfn:#x}, khva {khva}",
-                        c.id
+                        "gpc{} is inactive but valid {valid}, pfn {pfn:#x}, khva {khva}{}",
+                        c.id,
+                        if valid {
+                            format!(": {}", c.how_valid_inactive())
+                        } else {
+                            String::new()
+                        }
                     ),
                 ));
             }

@@ -78,7 +78,11 @@ impl PfnCache {
             op.flag(self.cache_violation(
                 c,
                 "I1",
-                format!("KVM_BUG_ON: activate found gpc{} valid but inactive", c.id),
+                format!(
+                    "KVM_BUG_ON: activate found gpc{} valid but inactive: {}",
+                    c.id,
+                    c.how_valid_inactive()
+                ),
             ));
             return Err(Errno::Io);
         }

@@ -290,7 +290,14 @@ impl PfnCache {
         c.set(op, Field::Valid, 1);
         c.set(op, Field::Pfn, pfn);
         c.set(op, Field::Khva, khva.with_offset(offset_in_page(uhva)).0);
-        c.record(op, "gpc{a}: install pfn {b}", pfn, c.generation.peek());
+        // 6addfcf2's window: GUP found the pfn the cache had, so the old khva is put
+        // back (whatever happened to it while the lock was dropped).
+        let what = if khva == old_khva {
+            "gpc{a}: reinstall pfn {b} at its old khva"
+        } else {
+            "gpc{a}: install pfn {b}"
+        };
+        c.record(op, what, pfn, c.generation.peek());
         self.keep_or_put(op, c, pfn, reused);
         (w, Ok(()))
     }

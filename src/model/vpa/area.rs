@@ -227,7 +227,11 @@ impl Vpa {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push((owner.0, owner.1, gen));
-        op.event("pin", page, (owner.0 * 4 + owner.1) as u64);
+        op.event(
+            "pin page {a} for vcpu*4+area {b}",
+            page,
+            (owner.0 * 4 + owner.1) as u64,
+        );
         Some((
             Token {
                 page,

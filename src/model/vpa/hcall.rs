@@ -265,7 +265,11 @@ impl Vpa {
     /// Runs one call from vCPU `caller` and checks its return code against the
     /// reference (V4) and its coverage.
     pub(super) fn hcall(&self, op: &mut Op, caller: usize, a: Args) {
-        op.event("h_register_vpa", a.target, a.subfunc() << 56 | a.addr);
+        op.event(
+            "h_register_vpa target {a} flags<<56|addr {b:x}",
+            a.target,
+            a.subfunc() << 56 | a.addr,
+        );
         let (ret, snap) = match self.proto.rules {
             Rules::Mainline => self.h_register_vpa(op, a),
             Rules::PreFix => self.h_register_vpa_prefix(op, caller, a),

@@ -61,7 +61,7 @@ impl Vpa {
                 && self.idle_after_unpin[page as usize].swap(false, Relaxed)
             {
                 op.cover(cov::RECLAIM_AFTER_AREA_UNPIN);
-                op.event("reclaimed", page, 0);
+                op.event("reclaimed page {a}", page, 0);
             }
         }
     }

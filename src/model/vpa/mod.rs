@@ -145,7 +145,10 @@ pub static DESC: ModelDesc = ModelDesc {
             name: "apply-no-recheck",
             commit: "ablation of the relock recheck",
             kind: VariantKind::Race,
-            expect: Expect::Caught(&["V1b"]),
+            // Rarely V4 or V1 first, under load: a later hcall checks its preconditions
+            // against the lost registration (-EBUSY where the reference says 0), or the
+            // runner writes through an area applied with the other registration's length.
+            expect: Expect::Caught(&["V1b", "V4", "V1"]),
             cells: &[],
             needs_concurrency: true,
             doc: "kvmppc_update_vpa installs the gpa it pinned without comparing it with next_gpa: a registration is lost",
@@ -168,7 +171,9 @@ pub static DESC: ModelDesc = ModelDesc {
             needs_concurrency: false,
             doc: "nothing sets dtl.dirty: DTL pages never reach the dirty log (V7); code reading only",
         },
-        VariantDesc::mutant("m-recheck-unlocked", &["V1b"], true, "kvmppc_update_vpa compares gpa with next_gpa before retaking the lock"),
+        // V1/V2 too: the unlocked compare can install one registration's address with the
+        // other's length, and the runner then writes outside the pinned range.
+        VariantDesc::mutant("m-recheck-unlocked", &["V1b", "V1", "V2"], true, "kvmppc_update_vpa compares gpa with next_gpa before retaking the lock"),
         VariantDesc::mutant("m-keep-old-pin", &["V6", "V7"], false, "kvmppc_update_vpas forgets to unpin the replaced area"),
         VariantDesc::mutant("m-dtl-ptr-kept", &["V1", "C1", "V3"], false, "applying a DTL update leaves dtl_ptr in the old log"),
         VariantDesc::mutant("m-wrap-past-end", &["V1", "V3"], false, "the DTL wrap test fires one entry late (dt > pinned_end)"),
