@@ -363,3 +363,22 @@ fn every_public_variant_has_a_shipped_scenario_that_names_it() {
     }
     assert!(missing.is_empty(), "no shipped scenario: {missing:?}");
 }
+
+/// Every window says which ops can enter it (the summary's share is counted against
+/// them), and they are ops of its model.
+#[test]
+fn every_window_names_the_ops_that_can_enter_it() {
+    for m in model::registry() {
+        for w in m.coverage {
+            assert!(!w.per.is_empty(), "{}/{}: no ops", m.name, w.name);
+            for op in w.per {
+                assert!(
+                    m.ops.iter().any(|o| o.name == *op),
+                    "{}/{}: {op} is not an op of the model",
+                    m.name,
+                    w.name
+                );
+            }
+        }
+    }
+}

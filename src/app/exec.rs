@@ -183,6 +183,7 @@ pub fn initial_summary(plan: &Plan) -> Summary {
         ops_by_kind: BTreeMap::new(),
         coverage: BTreeMap::new(),
         windows_never_entered: Vec::new(),
+        window_share_pct: BTreeMap::new(),
         violations_total: 0,
         violations: Vec::new(),
         stalled_threads: Vec::new(),

@@ -86,6 +86,8 @@ pub struct Outcome {
     pub ops_total: u64,
     pub ops_by_kind: Vec<(&'static str, u64)>,
     pub coverage: Vec<(&'static str, u64)>,
+    /// For each window of `coverage`, the runs of the ops that can enter it.
+    pub window_ops: Vec<(&'static str, u64)>,
     pub found: Vec<Found>,
     pub violations_total: usize,
     pub fault: Option<String>,
@@ -354,18 +356,26 @@ fn finish(sh: Arc<Shared>, interrupt: bool, stalled: Vec<usize>, worker_labels: 
     let by_kind = sh.counters.ops_by_kind(ops.len());
     let windows = sh.desc.coverage;
     let cov = sh.counters.coverage(windows.len());
+    let applies = || {
+        windows
+            .iter()
+            .zip(cov.iter().copied())
+            .enumerate()
+            .filter(|(id, _)| sh.model.coverage_applies(*id))
+            .map(|(_, wn)| wn)
+    };
     Outcome {
         status,
         elapsed: sh.start.elapsed(),
         ops_total: sh.counters.ops_total(),
-        ops_by_kind: ops.iter().map(|o| o.name).zip(by_kind).collect(),
+        ops_by_kind: ops.iter().map(|o| o.name).zip(by_kind.iter().copied()).collect(),
         // Only the windows this variant and these params can enter.
-        coverage: windows
-            .iter()
-            .zip(cov)
-            .enumerate()
-            .filter(|(id, _)| sh.model.coverage_applies(*id))
-            .map(|(_, (w, n))| (w.name, n))
+        coverage: applies().map(|(w, n)| (w.name, n)).collect(),
+        window_ops: applies()
+            .map(|(w, _)| {
+                let of = |op: &&str| ops.iter().position(|o| o.name == *op).map_or(0, |i| by_kind[i]);
+                (w.name, w.per.iter().map(of).sum())
+            })
             .collect(),
         found,
         violations_total: total,

@@ -52,6 +52,10 @@ pub struct OpDesc {
 #[derive(Debug, Clone, Copy)]
 pub struct CoverDesc {
     pub name: &'static str,
+    /// The ops whose runs can enter the window. Its share is its count over theirs: a
+    /// window a mix enters in under 1% of the ops that could enter it is tortured by
+    /// chance, not by the workload (the summary's "rarest windows" say which).
+    pub per: &'static [&'static str],
     /// The code point it counts: the race window it proves was entered.
     pub doc: &'static str,
 }

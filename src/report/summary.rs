@@ -41,6 +41,10 @@ pub struct Summary {
     /// nothing about it).
     #[serde(default)]
     pub windows_never_entered: Vec<String>,
+    /// Each window's entries per 100 runs of the ops that can enter it (the
+    /// descriptor's `per`), for the windows whose ops ran.
+    #[serde(default)]
+    pub window_share_pct: BTreeMap<String, f64>,
     pub violations_total: usize,
     pub violations: Vec<ViolationRecord>,
     pub stalled_threads: Vec<usize>,
@@ -93,6 +97,13 @@ impl Summary {
             .iter()
             .filter(|(_, n)| *n == 0)
             .map(|(k, _)| k.to_string())
+            .collect();
+        self.window_share_pct = o
+            .coverage
+            .iter()
+            .zip(&o.window_ops)
+            .filter(|(_, (_, runs))| *runs > 0)
+            .map(|((k, n), (_, runs))| (k.to_string(), 100.0 * *n as f64 / *runs as f64))
             .collect();
         self.violations_total = o.violations_total;
         self.violations = o

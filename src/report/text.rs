@@ -260,13 +260,21 @@ pub fn human_result(s: &Summary) -> String {
             s.windows_never_entered.join(", ")
         );
     }
-    // The rarest windows entered bound what a clean run proves; the per-op counts say
-    // what the mix spent its time on.
-    let mut entered: Vec<(&String, &u64)> = s.coverage.iter().filter(|(_, &c)| c > 0).collect();
-    entered.sort_by_key(|(_, &c)| c);
-    if !entered.is_empty() {
-        let rare: Vec<String> = entered.iter().take(3).map(|(k, c)| format!("{k} {c}")).collect();
-        let _ = writeln!(r, "  rarest windows: {}", rare.join(", "));
+    // The rarest windows bound what a clean run proves: by their share of the ops that
+    // can enter them (a window under 1% is left to chance by the mix), with the count.
+    let mut rare: Vec<(&String, f64)> = s.window_share_pct.iter().map(|(k, &p)| (k, p)).collect();
+    rare.sort_by(|a, b| a.1.total_cmp(&b.1));
+    if !rare.is_empty() {
+        let rare: Vec<String> = rare
+            .iter()
+            .take(3)
+            .map(|(k, p)| format!("{k} {p:.2}% ({})", s.coverage.get(*k).copied().unwrap_or(0)))
+            .collect();
+        let _ = writeln!(
+            r,
+            "  rarest windows (share of the ops that can enter them): {}",
+            rare.join(", ")
+        );
     }
     if !s.ops_by_kind.is_empty() {
         let ops: Vec<String> = s.ops_by_kind.iter().map(|(k, c)| format!("{k} {c}")).collect();

@@ -193,66 +193,82 @@ pub static DESC: ModelDesc = ModelDesc {
     coverage: &[
         CoverDesc {
             name: "ipi_waited_for_guest_exit",
+            per: &["resize_commit"],
             doc: "resize.rs ipi_all_vcpus: resize_hpt_commit's IPI found a vCPU interrupts-off and waited for its exit",
         },
         CoverDesc {
             name: "guest_entry_refused_mmu_not_ready",
+            per: &["kvm_run"],
             doc: "vcpu.rs kvm_run: kvmppc_run_core's interrupts-off recheck saw !mmu_ready and refused entry",
         },
         CoverDesc {
             name: "fault_bailed_mmu_not_ready",
+            per: &["kvm_run"],
             doc: "vcpu.rs page_fault: kvmppc_book3s_hv_page_fault saw !mmu_ready under the HPTE lock and bailed",
         },
         CoverDesc {
             name: "fault_on_stale_table",
+            per: &["kvm_run"],
             doc: "vcpu.rs page_fault: a host fault resumed after a whole commit replaced the table it started on",
         },
         CoverDesc {
             name: "setup_blocked_by_resize",
+            per: &["kvm_run"],
             doc: "vcpu.rs setup_htab: kvmppc_hv_setup_htab_rma waited on kvm->lock while a resize was in progress",
         },
         CoverDesc {
             name: "fault_overlapped_commit",
+            per: &["kvm_run"],
             doc: "vcpu.rs page_fault: a host fault ran while a commit was rehashing or IPI-ing its table",
         },
         CoverDesc {
             name: "shrinking_resize_committed",
+            per: &["resize_commit"],
             doc: "resize.rs resize_commit: a commit pivoted to a smaller table",
         },
         CoverDesc {
             name: "growing_resize_committed",
+            per: &["resize_commit"],
             doc: "resize.rs resize_commit: a commit pivoted to a larger table",
         },
         CoverDesc {
             name: "walker_hpte_lock_busy",
+            per: &["notifier_unmap", "age_rmap"],
             doc: "walker.rs unmap_rmapp/age_rmap: an rmap walker found an HPTE locked by a fault or rehash and retried",
         },
         CoverDesc {
             name: "commit_error_path",
+            per: &["resize_commit"],
             doc: "resize.rs resize_commit: a commit took -ENXIO (nothing prepared) or -ENOSPC (rehash failed)",
         },
         CoverDesc {
             name: "fault_retried_invalidation",
+            per: &["kvm_run"],
             doc: "vcpu.rs page_fault: mmu_invalidate_retry() under the rmap lock said retry (an invalidation ran since mmu_seq)",
         },
         CoverDesc {
             name: "h_enter_absent_invalidation",
+            per: &["kvm_run"],
             doc: "vcpu.rs h_enter: kvmppc_do_h_enter's mmu_invalidate_retry() under the rmap lock made the entry ABSENT",
         },
         CoverDesc {
             name: "unmap_unlinked_valid",
+            per: &["notifier_unmap"],
             doc: "walker.rs unmap_rmapp: kvm_unmap_rmapp made a VALID entry ABSENT before the host let its page go",
         },
         CoverDesc {
             name: "guest_entered",
+            per: &["kvm_run"],
             doc: "vcpu.rs kvm_run: a run-loop pass entered the guest (outcome counter: compare with kvm_run ops)",
         },
         CoverDesc {
             name: "commit_rehashed",
+            per: &["resize_commit"],
             doc: "resize.rs resize_commit: a commit rehashed and pivoted (outcome counter: compare with resize_commit ops)",
         },
         CoverDesc {
             name: "fault_gup_raced_invalidation",
+            per: &["kvm_run"],
             doc: "vcpu.rs page_fault: the page the fault pinned was replaced by the host before the fault took the rmap lock",
         },
     ],
