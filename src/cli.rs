@@ -224,7 +224,7 @@ pub struct ShrinkArgs {
     /// failing run.
     pub run_dir: PathBuf,
     /// Most re-runs the search may spend.
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = 2000)]
     pub budget: u32,
     #[command(flatten)]
     pub out: OutputArgs,
