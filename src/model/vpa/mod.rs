@@ -172,8 +172,10 @@ pub static DESC: ModelDesc = ModelDesc {
             doc: "nothing sets dtl.dirty: DTL pages never reach the dirty log (V7); code reading only",
         },
         // V1/V2 too: the unlocked compare can install one registration's address with the
-        // other's length, and the runner then writes outside the pinned range.
-        VariantDesc::mutant("m-recheck-unlocked", &["V1b", "V1", "V2"], true, "kvmppc_update_vpa compares gpa with next_gpa before retaking the lock"),
+        // other's length, and the runner then writes outside the pinned range. V4, as for
+        // apply-no-recheck: a later hcall checks its preconditions against the lost
+        // registration (seen first in a stress run with two copies of the suite).
+        VariantDesc::mutant("m-recheck-unlocked", &["V1b", "V1", "V2", "V4"], true, "kvmppc_update_vpa compares gpa with next_gpa before retaking the lock"),
         VariantDesc::mutant("m-keep-old-pin", &["V6", "V7"], false, "kvmppc_update_vpas forgets to unpin the replaced area"),
         VariantDesc::mutant("m-dtl-ptr-kept", &["V1", "C1", "V3"], false, "applying a DTL update leaves dtl_ptr in the old log"),
         VariantDesc::mutant("m-wrap-past-end", &["V1", "V3"], false, "the DTL wrap test fires one entry late (dt > pinned_end)"),
