@@ -86,8 +86,9 @@ pub struct Outcome {
     pub ops_total: u64,
     pub ops_by_kind: Vec<(&'static str, u64)>,
     pub coverage: Vec<(&'static str, u64)>,
-    /// For each window of `coverage`, the runs of the ops that can enter it.
-    pub window_ops: Vec<(&'static str, u64)>,
+    /// Each window's entries per 100 runs of the ops that can enter it (the
+    /// descriptor's `per`), for the windows of `coverage` whose ops ran.
+    pub window_share_pct: Vec<(&'static str, f64)>,
     pub found: Vec<Found>,
     pub violations_total: usize,
     pub fault: Option<String>,
@@ -371,10 +372,11 @@ fn finish(sh: Arc<Shared>, interrupt: bool, stalled: Vec<usize>, worker_labels: 
         ops_by_kind: ops.iter().map(|o| o.name).zip(by_kind.iter().copied()).collect(),
         // Only the windows this variant and these params can enter.
         coverage: applies().map(|(w, n)| (w.name, n)).collect(),
-        window_ops: applies()
-            .map(|(w, _)| {
+        window_share_pct: applies()
+            .filter_map(|(w, n)| {
                 let of = |op: &&str| ops.iter().position(|o| o.name == *op).map_or(0, |i| by_kind[i]);
-                (w.name, w.per.iter().map(of).sum())
+                let runs: u64 = w.per.iter().map(of).sum();
+                (runs > 0).then(|| (w.name, 100.0 * n as f64 / runs as f64))
             })
             .collect(),
         found,

@@ -99,11 +99,9 @@ impl Summary {
             .map(|(k, _)| k.to_string())
             .collect();
         self.window_share_pct = o
-            .coverage
+            .window_share_pct
             .iter()
-            .zip(&o.window_ops)
-            .filter(|(_, (_, runs))| *runs > 0)
-            .map(|((k, n), (_, runs))| (k.to_string(), 100.0 * *n as f64 / *runs as f64))
+            .map(|(k, p)| (k.to_string(), *p))
             .collect();
         self.violations_total = o.violations_total;
         self.violations = o
