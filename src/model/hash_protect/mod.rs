@@ -272,6 +272,8 @@ struct Ghost {
     range_pp: [StdU64; 2],
     /// A changer holds cpus_read_lock around its setup.
     changer_in_setup: StdBool,
+    /// How many CPUs' stoppers run `multi_cpu_stop()` now (the irq source's bias).
+    in_stopper: StdU64,
 }
 
 pub struct HashProtect {

@@ -170,6 +170,8 @@ impl HashProtect {
     /// Starts `multi_cpu_stop()` on `cpu`: `local_save_flags(flags)`.
     fn participant(&self, cpu: usize) -> Participant {
         let c = &self.cpus[cpu];
+        self.ghost.in_stopper.fetch_add(1, SeqCst);
+        c.in_stopper.store(true, SeqCst);
         Participant {
             cpu,
             curstate: NONE,
@@ -268,6 +270,8 @@ impl HashProtect {
         }
         c.soft_irq_on.store(p.saved.0, SeqCst);
         c.hard_irq_on.store(p.saved.1, SeqCst);
+        self.ghost.in_stopper.fetch_sub(1, SeqCst);
+        c.in_stopper.store(false, SeqCst);
         p.done = true;
     }
 
