@@ -84,13 +84,15 @@ fn fixed_is_clean_at_two_threads_without_injection() {
 /// so with `--keep-going` the race variants and the guest-mode mutants run to their
 /// budget and end with exit 1, never a stall (a vCPU left interrupts-off would hold
 /// the next resize IPI for ever, which det mode reports as a deadlock). Det mode with
-/// a seed on which each of them fails: every worker completes its 200 ops.
+/// a seed on which each of them fails (seed 1 since the issue-10 workload moved
+/// seed 2, on which mut-ipi-skips-last-vcpu no longer fails): every worker completes
+/// its 200 ops.
 #[test]
 fn caught_runs_keep_going_to_their_budget_without_a_stall() {
     for variant in ["buggy", "mut-ipi-skips-last-vcpu", "mut-h-enter-no-retry"] {
         let dir = TempDir::new().unwrap();
         let cmd = format!(
-            "run --model hpt --variant {variant} --mode det --threads 8 --ops 200 --keep-going --seed 2"
+            "run --model hpt --variant {variant} --mode det --threads 8 --ops 200 --keep-going --seed 1"
         );
         let (code, out, err) = outcome(kt(&dir, &words(&cmd)));
         assert_eq!(code, 1, "{variant}: {out}{err}");

@@ -11,9 +11,11 @@
 //!
 //! Roles: vCPUs (`kvm_run`: the run loop with guest accesses, H_ENTER, H_REMOVE and
 //! host page faults), a resizer (prepare + commit) and an rmap walker (notifier
-//! unmap and aging).
+//! unmap and aging). Which pages and entries they aim at (the workload's biases
+//! that make the racing parties meet) is `pick.rs`.
 
 mod check;
+mod pick;
 mod protocol;
 mod resize;
 mod table;
@@ -185,6 +187,15 @@ pub static DESC: ModelDesc = ModelDesc {
             doc: "guest accesses per guest entry",
         },
         ParamDesc {
+            name: "hot",
+            kind: ParamKind::Int {
+                default: 4,
+                min: 0,
+                max: 1 << 16,
+            },
+            doc: "guest real pages in the shared hot set: half the guest accesses and rmap walks go there (0: none)",
+        },
+        ParamDesc {
             name: "checks",
             kind: ParamKind::Bool { default: true },
             doc: "evaluate per-op invariants (off only to measure their cost)",
@@ -234,7 +245,7 @@ pub static DESC: ModelDesc = ModelDesc {
         CoverDesc {
             name: "walker_hpte_lock_busy",
             per: &["notifier_unmap", "age_rmap"],
-            doc: "walker.rs unmap_rmapp/age_rmap: an rmap walker found an HPTE locked by a fault or rehash and retried",
+            doc: "walker.rs unmap_rmapp/age_rmap: an rmap walker found a chain member HPTE-locked (by a fault, H_REMOVE or rehash) and retried",
         },
         CoverDesc {
             name: "commit_error_path",
@@ -323,6 +334,8 @@ struct Params {
     passes: u64,
     /// Guest accesses per guest entry.
     accesses: u64,
+    /// Guest pages in the hot set every vCPU and walker favours (`pick.rs`).
+    hot: u64,
     /// Evaluate the per-op invariants (R1–R4, Q1 in the commit). Off only to measure
     /// what they cost: turning them off can hide a violation, never cause one.
     checks: bool,
@@ -339,6 +352,7 @@ fn build(cfg: &ModelConfig) -> Result<Arc<dyn Model>, String> {
         passes: p.int("passes"),
         accesses: p.int("accesses"),
         checks: p.flag("checks"),
+        hot: p.int("hot"),
     };
     if params.order_small > params.order_large {
         return Err("params.order_small must not exceed params.order_large".into());
@@ -375,6 +389,12 @@ struct Ghost {
     /// The guest page of the latest host fault, plus one (0: none yet): the
     /// notifier aims at it half the time, so invalidations meet faults in flight.
     fault_gfn: StdU64,
+    /// 1 from `mmu_ready = 0` to `mmu_ready = 1` of a resize commit: the guest then
+    /// touches ABSENT entries, so its faults meet the commit (`pick.rs`).
+    committing: StdU64,
+    /// The guest page of an H_REMOVE between clearing VALID and unlinking the entry
+    /// (its `tlbie`), plus one (0: none): the aging walk aims at it (`pick.rs`).
+    removing_gfn: StdU64,
 }
 
 pub struct Hpt {

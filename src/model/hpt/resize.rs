@@ -40,6 +40,7 @@ impl Hpt {
             return Ok(()); // -EIO
         }
         self.mmu_ready.store(false, SeqCst);
+        self.ghost.committing.store(1, SeqCst);
         fence();
         cx.event("commit: mmu_ready = 0", 0, 0);
         window!("hpt.commit.before_ipi");
@@ -72,6 +73,7 @@ impl Hpt {
         // cursor: an entry made VALID there during pivot and SRCU sync is lost too.
         self.ghost.rehash.store(0, SeqCst);
         self.ghost.ipi_window.store(0, SeqCst);
+        self.ghost.committing.store(0, SeqCst);
         self.mmu_ready.store(true, SeqCst);
         fence();
         cx.event("commit: mmu_ready = 1", 0, 0);

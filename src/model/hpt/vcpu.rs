@@ -20,6 +20,11 @@ pub(super) struct Fault {
     gen: u64,
 }
 
+/// Share of guest accesses through a VALID entry that then remove it (`H_REMOVE`,
+/// as Linux's hash MMU does on munmap, page migration and `hpte_removebolted`): a
+/// guest that churns its mappings keeps the rmap chains changing under the walkers.
+const H_REMOVE_SHARE: f64 = 0.3;
+
 /// Why the guest exited.
 enum Exit {
     /// Ran its accesses (or was kicked by the resize IPI).
@@ -130,7 +135,7 @@ impl Hpt {
                     if let Some(bad) = self.h1_access(&t, i) {
                         return Err(bad);
                     }
-                    if cx.rng().chance(0.15) {
+                    if cx.rng().chance(H_REMOVE_SHARE) {
                         self.h_remove(cx, &t, i, va)?;
                     }
                 }
@@ -148,20 +153,6 @@ impl Hpt {
             }
         }
         Ok(Exit::Done)
-    }
-
-    /// Mostly uniform; while a rehash runs, half the time an entry just behind the
-    /// cursor (the spec's bias: the race needs an access to an already-rehashed entry).
-    fn pick_va(&self, cx: &mut dyn Ctx, t: &Table) -> u64 {
-        let cursor = self.ghost.cursor_in(t.gen).unwrap_or(0);
-        if cursor > 0 && cx.rng().chance(0.5) {
-            let back = cx.rng().index(cursor.min(2 * GROUP)) + 1;
-            let v = t.v[cursor - back].peek();
-            if v & (V_VALID | V_ABSENT) != 0 {
-                return table::avpn(v);
-            }
-        }
-        cx.rng().below(self.params.vas)
     }
 
     /// The hardware hash lookup: an entry of `va`'s PTEG with its AVPN, VALID or ABSENT.
@@ -260,9 +251,17 @@ impl Hpt {
             return Ok(());
         }
         let mut unlinked = Ok(());
+        let mut removed = None;
         if v & V_VALID != 0 {
             t.v[i].store((v & !V_VALID) | V_HVLOCK, Relaxed);
             let gfn = table::rpte_gfn(t.rev[i].guest_rpte.load(Relaxed));
+            // Workload hint, not protocol: the aging walk aims at this page now.
+            self.ghost.removing_gfn.store(gfn + 1, SeqCst);
+            removed = Some(gfn);
+            // do_tlbies(): the broadcast TLB invalidation runs with the entry locked,
+            // no longer VALID and still on its rmap chain, so an rmap walker that
+            // reaches it must drop the rmap lock and wait (kvm_unmap_rmapp).
+            window!("hpt.h_remove.tlbie");
             let w = self.rmap.lock(gfn);
             unlinked = match table::unlink(t, gfn, w, i) {
                 Ok(w) => {
@@ -276,6 +275,12 @@ impl Hpt {
             };
         }
         t.unlock(i, 0);
+        if let Some(gfn) = removed {
+            let _ = self
+                .ghost
+                .removing_gfn
+                .compare_exchange(gfn + 1, 0, SeqCst, SeqCst);
+        }
         cx.event("H_REMOVE hpte {a} (gen {b})", i as u64, t.gen);
         unlinked
     }

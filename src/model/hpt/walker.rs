@@ -11,7 +11,7 @@ use crate::model::notifier::Change;
 use crate::model::Ctx;
 use crate::model::Violation;
 use crate::sync::Backoff;
-use std::sync::atomic::Ordering::{Relaxed, SeqCst};
+use std::sync::atomic::Ordering::Relaxed;
 
 impl Hpt {
     /// Runs `f` on the current table in notifier context (SRCU + `mmu_lock`).
@@ -33,11 +33,7 @@ impl Hpt {
     /// `mmu_invalidate_seq`. H1 afterwards: no entry is VALID for a page it let go.
     pub(super) fn notifier_unmap(&self, cx: &mut dyn Ctx) -> Result<(), Violation> {
         let pages = self.params.pages;
-        let aimed = self.ghost.fault_gfn.load(SeqCst).checked_sub(1);
-        let gfn = match aimed {
-            Some(g) if g < pages && cx.rng().chance(0.5) => g,
-            _ => cx.rng().below(pages),
-        };
+        let gfn = self.pick_unmap_gfn(cx);
         let n = if cx.rng().chance(0.25) { 2 } else { 1 }.min(pages - gfn);
         let first = self.mmu.layout.region(0, 0) + gfn;
         let old: Vec<(u64, u64)> = (gfn..gfn + n)
@@ -112,7 +108,7 @@ impl Hpt {
     /// `kvm_age_rmapp()`: walk the chain under the rmap lock, clearing referenced bits
     /// of entries it can try-lock; checks R1 and R2.
     pub(super) fn age_rmap(&self, cx: &mut dyn Ctx) -> Result<(), Violation> {
-        let gfn = cx.rng().below(self.params.pages);
+        let gfn = self.pick_age_gfn(cx);
         self.in_notifier(|t| {
             let w = self.rmap.lock(gfn);
             // Always checked: the aging walk follows the links it validates.
