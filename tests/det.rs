@@ -258,12 +258,14 @@ fn bad_input_exits_2_naming_the_problem() {
 
 /// Regression: a decision taken at a thread's exit shares its step number with the
 /// thread's last point; keyed by step, replay applied it one decision early and
-/// diverged (this run: clean originally, a violation when replayed).
+/// diverged (this run: clean originally, a violation when replayed). Re-pinned from
+/// seed 7 to 1 when pfncache's workload changed (seed 7 now ends in a PCT livelock
+/// report, exit 3, as seeds 10 and 12 already did before the change).
 #[test]
 fn replay_is_exact_when_threads_exit_at_a_decision() {
     let dir = TempDir::new().unwrap();
     let args = common::words(
-        "run --model pfncache --variant deactivate-race --mode det --strategy pct --threads 8 --ops 100 --seed 7",
+        "run --model pfncache --variant deactivate-race --mode det --strategy pct --threads 8 --ops 100 --seed 1",
     );
     let (code, _, err) = outcome(kt(&dir, &args));
     assert!(code == 0 || code == 1, "{err}");

@@ -8,11 +8,18 @@ use super::refresh::valid_len;
 use super::{cov, op, Op, PfnCache};
 use crate::model::mem::{PAGE_SIZE, PFN_ERR};
 use crate::model::notifier::{is_error_gpa, is_error_hva, Change, INVALID_GPA};
-use std::sync::atomic::Ordering::Acquire;
+use std::ops::Range;
+use std::sync::atomic::Ordering::{Acquire, Relaxed};
 
 /// Refreshes a reader attempts before giving up (the kernel's loops are unbounded;
 /// a reader starved by invalidations is a liveness question this model leaves out).
 const READER_REFRESHES: u32 = 4;
+
+/// How often a reader picks the cache being brought up ([`PfnCache::pick_cache`]).
+const READER_FOLLOWS_BRING_UP: f64 = 0.75;
+
+/// `bringing_up` when no activate is bringing a cache up.
+pub(super) const NO_BRING_UP: usize = usize::MAX;
 
 impl PfnCache {
     /// A user op on cache `c`, inside the owning vCPU's lifetime.
@@ -37,12 +44,16 @@ impl PfnCache {
             op::ACTIVATE => {
                 let gpa = self.pick_gpa(op);
                 let len = self.pick_len(op, gpa);
+                let up = self.bring_up_begins(c);
                 let _ = self.activate(op, c, gpa, len);
+                self.bring_up_ends(c, up);
             }
             op::ACTIVATE_HVA => {
                 let uhva = self.pick_hva(op);
                 let len = self.pick_len(op, uhva);
+                let up = self.bring_up_begins(c);
                 let _ = self.activate_hva(op, c, uhva, len);
+                self.bring_up_ends(c, up);
             }
             op::DEACTIVATE => self.deactivate(op, c),
             op::WRITE => {
@@ -54,13 +65,64 @@ impl PfnCache {
         c.lifetime.read_unlock();
     }
 
-    /// A GPA for `activate`: any gfn (in a live memslot or not), any 64-byte offset;
-    /// now and then INVALID_GPA, the argument fc62a4e8 refuses.
+    /// The shared cache a user op works on: any, except that a reader (read, write,
+    /// check) mostly follows a cache being brought up fresh from `kvm_gpc_init()` while
+    /// that activate runs. Xen's VMM sets up a new vCPU's vcpu_info or the
+    /// shared_info (`kvm_gpc_activate()`) while other vCPUs already deliver event
+    /// channels through it (`kvm_xen_set_evtchn_fast()` checks the cache under its
+    /// read lock). Without this, readers met a cache between `active = true` and its
+    /// first refresh (reader_saw_half_activated) in 0.3-0.4 % of their ops.
+    pub(super) fn pick_cache(&self, op: &mut Op, id: usize) -> &Gpc {
+        let any = op.rng().index(self.params.caches);
+        let reader = matches!(id, op::READ | op::WRITE | op::CHECK);
+        match reader.then(|| self.reader_follows_bring_up(op)).flatten() {
+            Some(c) => c,
+            None => &self.caches[any],
+        }
+    }
+
+    /// The cache being brought up, if there is one and the reader follows it (read
+    /// without a lock: the harness's choice of cache).
+    pub(super) fn reader_follows_bring_up(&self, op: &mut Op) -> Option<&Gpc> {
+        let up = self.bringing_up.load(Relaxed);
+        (up != NO_BRING_UP && op.rng().chance(READER_FOLLOWS_BRING_UP)).then(|| &self.caches[up])
+    }
+
+    /// Marks `c` as being brought up if an activate is about to enable it fresh from
+    /// `kvm_gpc_init()` (no address yet): the only activate that leaves a window where
+    /// the cache is active with no address.
+    fn bring_up_begins(&self, c: &Gpc) -> bool {
+        let up = !c.active.peek() && is_error_gpa(c.gpa.peek()) && is_error_hva(c.uhva.peek());
+        if up {
+            self.bringing_up.store(c.id, Relaxed);
+        }
+        up
+    }
+
+    fn bring_up_ends(&self, c: &Gpc, up: bool) {
+        if up {
+            let _ = self
+                .bringing_up
+                .compare_exchange(c.id, NO_BRING_UP, Relaxed, Relaxed);
+        }
+    }
+
+    /// A GPA for `activate`: half the time a gfn of memslot 0 (guests keep Xen's
+    /// shared structures in a few low pages, in memory the VMM never moves, and it is
+    /// where the host invalidates by default: see `Params`), else any gfn (in a live
+    /// memslot or not); any 64-byte offset; now and then INVALID_GPA, the argument
+    /// fc62a4e8 refuses. With any gfn only, a third of GPA caches could meet a walk.
     fn pick_gpa(&self, op: &mut Op) -> u64 {
         if op.rng().chance(0.1) {
             return INVALID_GPA;
         }
-        let gfn = op.rng().below(self.params.layout.gfns());
+        let l = self.params.layout;
+        let gfns = if op.rng().chance(0.5) {
+            l.slot_pages
+        } else {
+            l.gfns()
+        };
+        let gfn = op.rng().below(gfns);
         gfn * PAGE_SIZE + op.rng().below(PAGE_SIZE / 64) * 64
     }
 
@@ -157,9 +219,12 @@ impl PfnCache {
         op.note(c.read_unlock(h));
     }
 
-    /// A host page-table change over one or two pages: mostly a cache's page, so
-    /// invalidations meet caches; mostly a replacement, so old pages are freed. Only
-    /// memslot 0's memory unless `unbacked_invalidations` (see `Params`).
+    /// A host page-table change over a page, two, or (three times in ten) a whole
+    /// memslot's worth (an munmap or a THP split covers many pages at once): half the
+    /// time starting at a valid shared cache's page (else any cache's), so that walks
+    /// meet valid caches that users are moving (9fa336e3's window needs one); mostly a
+    /// replacement, so old pages are freed. Only memslot 0's memory unless
+    /// `unbacked_invalidations` (see `Params`).
     pub(super) fn invalidate(&self, op: &mut Op) {
         let l = self.params.layout;
         let scope = if self.params.unbacked_invalidations {
@@ -168,13 +233,19 @@ impl PfnCache {
             l.region(0, 0)..l.region(0, 0) + l.slot_pages
         };
         let target = if op.rng().chance(0.5) {
-            let c = &self.caches[op.rng().index(self.caches.len())];
-            l.hva_page(c.uhva.peek()).filter(|p| scope.contains(p))
+            let any = &self.caches[op.rng().index(self.caches.len())];
+            self.valid_shared_page(op, &scope)
+                .or_else(|| l.hva_page(any.uhva.peek()).filter(|p| scope.contains(p)))
         } else {
             None
         };
         let page = target.unwrap_or_else(|| scope.start + op.rng().below(scope.end - scope.start));
-        let npages = if op.rng().chance(0.2) { 2 } else { 1 }.min(scope.end - page);
+        let npages = match op.rng().below(10) {
+            0..=3 => 1,
+            4..=6 => 2,
+            _ => l.slot_pages,
+        }
+        .min(scope.end - page);
         let change = if op.rng().chance(0.75) {
             Change::Replace
         } else {
@@ -186,6 +257,17 @@ impl PfnCache {
             Ok(())
         });
         op.note(r);
+    }
+
+    /// The page of a valid shared cache inside `scope`, if any (the search starts at a
+    /// random cache; read without a lock: the harness's choice of page).
+    fn valid_shared_page(&self, op: &mut Op, scope: &Range<u64>) -> Option<u64> {
+        let (l, n) = (self.params.layout, self.params.caches);
+        let first = op.rng().index(n);
+        (0..n)
+            .map(|k| &self.caches[(first + k) % n])
+            .filter(|c| c.valid.peek())
+            .find_map(|c| l.hva_page(c.uhva.peek()).filter(|p| scope.contains(p)))
     }
 
     /// `gfn_to_pfn_cache_invalidate_start()`: under `gpc_lock`, each listed cache is

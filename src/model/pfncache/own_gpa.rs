@@ -122,10 +122,11 @@ impl PfnCache {
     /// first shared cache that is active and GPA-based (the harness's choice of cache,
     /// read without a lock), inside its vCPU's lifetime.
     pub(super) fn read_shared(&self, op: &mut Op) {
-        let Some(c) = self.caches[..self.params.caches]
-            .iter()
-            .find(|c| c.active.peek() && !is_error_gpa(c.gpa.peek()))
-        else {
+        let Some(c) = self.reader_follows_bring_up(op).or_else(|| {
+            self.caches[..self.params.caches]
+                .iter()
+                .find(|c| c.active.peek() && !is_error_gpa(c.gpa.peek()))
+        }) else {
             return;
         };
         c.lifetime.read_lock();
