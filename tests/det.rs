@@ -82,8 +82,12 @@ fn shrink_reduces_the_schedule_and_the_result_reproduces() {
     let (b, a) = (&out["before"], &out["after"]);
     assert!(a["steps"].as_u64() < b["steps"].as_u64(), "{out}");
     assert!(a["preemptions"].as_u64() <= b["preemptions"].as_u64(), "{out}");
+    // The shrunk run names the run it came from, whatever seed pass 1 kept.
+    assert_eq!(b["seed"], 5, "{out}");
     let shrunk = run.join("shrunk");
     let text = std::fs::read_to_string(shrunk.join("interleaving.txt")).unwrap();
+    assert!(text.contains("(shrunk from seed 5, "), "{text}");
+    assert_eq!(summary(&shrunk)["seed"], a["seed"], "{out}");
     let header = text
         .lines()
         .find(|l| l.trim_start().starts_with("step |"))
@@ -329,6 +333,10 @@ fn hpt_shrinks_to_a_short_protocol_view_with_the_violation_marked() {
     assert!(a["preemptions"].as_u64() <= b["preemptions"].as_u64(), "{out}");
     let shrunk = run.join("shrunk");
     let text = std::fs::read_to_string(shrunk.join("interleaving.txt")).unwrap();
+    // The shrunk run names the run it came from (pass 1 may keep another seed).
+    let seed = &summary(&run)["seed"];
+    assert_eq!(&b["seed"], seed, "{out}");
+    assert!(text.contains(&format!("(shrunk from seed {seed}, ")), "{text}");
     let rows = text.lines().skip_while(|l| !l.starts_with("---")).skip(1).count();
     assert!(rows <= 40, "{rows} rows:\n{text}");
     assert!(text.contains("<-- VIOLATION R"), "{text}");

@@ -447,17 +447,19 @@ pub fn shrink(a: &ShrinkArgs) -> Result<i32, Error> {
     exec::save_result(&dir, &plan, &mut ex)?;
     let view = report::interleaving(&ex.outcome, a.out.view, None);
     let text = format!(
-        "{} / {}: {} {} — {} threads, {} ops per worker ({} ops run), {} steps, {} preemptions\n\
-         (shrunk from {} threads, {} ops run, {} steps, {} preemptions; replay: kvmtorture replay {})\n\n{view}",
+        "{} / {}: {} {} — seed {}, {} threads, {} ops per worker ({} ops run), {} steps, {} preemptions\n\
+         (shrunk from seed {}, {} threads, {} ops run, {} steps, {} preemptions; replay: kvmtorture replay {})\n\n{view}",
         sched.scenario.model.as_deref().unwrap_or("?"),
         sched.scenario.variant.as_deref().unwrap_or("?"),
         sched.status,
         sched.invariant.as_deref().unwrap_or(""),
+        seed_of(&sched),
         after.0.threads,
         after.0.ops,
         after.1,
         after.0.steps,
         after.0.preemptions,
+        seed_of(&orig),
         before.0.threads,
         before.1,
         before.0.steps,
@@ -465,9 +467,11 @@ pub fn shrink(a: &ShrinkArgs) -> Result<i32, Error> {
         dir.display()
     );
     report::write(&dir, "interleaving.txt", &text)?;
-    let size = |(s, ops_run): (Size, u64)| json!({"threads": s.threads, "ops": s.ops, "ops_deleted": s.skipped, "ops_run": ops_run, "steps": s.steps, "preemptions": s.preemptions, "decisions": s.decisions});
+    // Pass 1 may keep a smaller configuration found with another seed: each side
+    // names its own, so the shrunk run says which run it came from.
+    let size = |seed: u64, (s, ops_run): (Size, u64)| json!({"seed": seed, "threads": s.threads, "ops": s.ops, "ops_deleted": s.skipped, "ops_run": ops_run, "steps": s.steps, "preemptions": s.preemptions, "decisions": s.decisions});
     let out = json!({
-        "before": size(before), "after": size(after),
+        "before": size(seed_of(&orig), before), "after": size(seed_of(&sched), after),
         "runs": runs, "invariant": sched.invariant, "status": sched.status, "shrunk_dir": dir.display().to_string(),
     });
     match a.out.format {
@@ -509,6 +513,11 @@ pub fn shrink(a: &ShrinkArgs) -> Result<i32, Error> {
         ),
     }
     Ok(ex.code)
+}
+
+/// The seed a schedule file's run used (saved resolved, so always present).
+fn seed_of(s: &ScheduleFile) -> u64 {
+    s.scenario.seed.unwrap_or(1)
 }
 
 #[cfg(test)]
