@@ -106,7 +106,7 @@ fn model_json(m: &ModelDesc, shown: &dyn Fn(&&VariantDesc) -> bool) -> Value {
             "commit": v.commit,
             "kind": v.kind.name(),
             "expect": expect_text(v.expect),
-            "caught_by": match v.expect { Expect::Caught(ids) => ids.to_vec(), _ => vec![] },
+            "caught_by": v.expect.caught_by(),
             "needs_concurrency": v.needs_concurrency,
             "cells": v.cells.iter().map(|c| json!({
                 "params": c.params.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>(),

@@ -174,7 +174,7 @@ fn check(a: &ValidateArgs, case: &Case) -> Result<Verdict, Error> {
             let seen = &ex.summary.violations;
             let listed = seen
                 .iter()
-                .find(|x| caught_by(case.cell.expect).contains(&x.invariant.as_str()));
+                .find(|x| case.cell.expect.caught_by().contains(&x.invariant.as_str()));
             (
                 ex.code,
                 listed.or(seen.first()).map_or("", |x| x.invariant.as_str()),
@@ -244,12 +244,4 @@ fn check(a: &ValidateArgs, case: &Case) -> Result<Verdict, Error> {
         invariant,
         run_dir: Some(dir.path().display().to_string()),
     })
-}
-
-/// The invariants that catch a race variant; none for any other expectation.
-fn caught_by(e: Expect) -> &'static [&'static str] {
-    match e {
-        Expect::Caught(ids) => ids,
-        _ => &[],
-    }
 }

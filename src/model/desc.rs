@@ -116,12 +116,24 @@ impl VariantKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Expect {
     Clean,
-    /// A violation of one of these invariants (the first found must be among them).
+    /// A violation of one of these invariants: in det mode the first found, in stress
+    /// mode any of the workers' first violations (which worker reports first is up to
+    /// the machine, and another consequence of the same race may win).
     Caught(&'static [&'static str]),
     /// The watchdog (stress) or the det scheduler's hang detection ends it (exit 3).
     Stall,
     /// No expectation (unconfirmed variants).
     Unknown,
+}
+
+impl Expect {
+    /// The invariants that catch the variant; none for any other expectation.
+    pub fn caught_by(self) -> &'static [&'static str] {
+        match self {
+            Expect::Caught(ids) => ids,
+            _ => &[],
+        }
+    }
 }
 
 /// One more configuration of a variant and what it must give there, e.g.
