@@ -66,6 +66,17 @@ pub struct BenchArgs {
     pub format: Format,
     #[arg(long, default_value = "results")]
     pub results_dir: PathBuf,
+    /// Only this model (repeat for several; default: every public model).
+    #[arg(long = "model", value_name = "MODEL")]
+    pub models: Vec<String>,
+    /// The injection to compare with the default, `PROB,BOOST,POLICY` (policy
+    /// `uniform` or `targeted`); default: the built-in candidate.
+    #[arg(long, value_name = "PROB,BOOST,POLICY")]
+    pub candidate: Option<String>,
+    /// Internal: run one measurement (a JSON spec) and print its figures; the bench
+    /// runs each measurement in a process of its own.
+    #[arg(long, hide = true)]
+    pub one: Option<String>,
     /// Test hook: the run sizes (tiny is for the test suite).
     #[arg(long, value_enum, default_value = "full", hide = true)]
     pub size: BenchSize,

@@ -6,7 +6,7 @@
 //! variant or op.
 
 use crate::error::{usage, Error};
-use crate::model::{self, ModelDesc, VariantDesc};
+use crate::model::{self, InjectionPolicy, ModelDesc, VariantDesc};
 pub use crate::settings::{ModeArg, Settings, StrategyArg};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -49,6 +49,8 @@ pub struct Scenario {
     pub seed: u64,
     pub delay_prob: f64,
     pub window_boost: f64,
+    /// Which delays go where (default: the model's, from its descriptor).
+    pub injection: InjectionPolicy,
     pub stall_timeout: Duration,
     pub quiescent_every: Duration,
     pub keep_going: bool,
@@ -61,8 +63,8 @@ pub struct Scenario {
 /// Defaults when neither the file nor a flag says.
 pub const DEFAULT_THREADS: usize = 16;
 pub const DEFAULT_DURATION: Duration = Duration::from_secs(30);
-pub const DEFAULT_DELAY_PROB: f64 = crate::sched::stress::Injection::DEFAULT.prob;
-pub const DEFAULT_WINDOW_BOOST: f64 = crate::sched::stress::Injection::DEFAULT.window_boost;
+pub const DEFAULT_DELAY_PROB: f64 = crate::sched::stress::Injection::UNIFORM.prob;
+pub const DEFAULT_WINDOW_BOOST: f64 = crate::sched::stress::Injection::UNIFORM.window_boost;
 pub const DEFAULT_STALL: Duration = Duration::from_secs(30);
 pub const DEFAULT_QUIESCENT: Duration = Duration::from_millis(500);
 pub const DEFAULT_SWITCH_PROB: f64 = 0.05;
@@ -275,6 +277,7 @@ fn from_settings(name: String, path: Option<PathBuf>, f: Settings) -> Result<Sce
         seed: f.seed.unwrap_or(1),
         delay_prob,
         window_boost,
+        injection: f.injection.unwrap_or(model.injection),
         stall_timeout: f.stall_timeout.unwrap_or(DEFAULT_STALL),
         quiescent_every: f.quiescent_every.unwrap_or(DEFAULT_QUIESCENT),
         keep_going: f.keep_going.unwrap_or(false),
@@ -400,6 +403,7 @@ impl Scenario {
             seed: Some(self.seed),
             delay_prob: Some(self.delay_prob),
             window_boost: Some(self.window_boost),
+            injection: Some(self.injection),
             stall_timeout: Some(self.stall_timeout),
             quiescent_every: Some(self.quiescent_every),
             keep_going: Some(self.keep_going),

@@ -7,6 +7,7 @@
 //! command that reruns a run: it exists in all three or in none.
 
 use crate::duration;
+use crate::model::InjectionPolicy;
 use clap::{Args, ValueEnum};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -70,6 +71,11 @@ pub struct Settings {
     #[arg(long)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub window_boost: Option<f64>,
+    /// Stress delays: uniform (a spin, yield or sleep at any point) or targeted (plain
+    /// points only spin; yields at race windows). Default: the model's (`list`).
+    #[arg(long, value_enum)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub injection: Option<InjectionPolicy>,
     /// A worker without progress for this long is a hang (exit 3).
     #[arg(long, value_parser = duration::parse)]
     #[serde(default, with = "opt_duration", skip_serializing_if = "Option::is_none")]
@@ -133,7 +139,7 @@ impl Settings {
     /// override over a saved run). Tables merge key by key; `--param` flags append.
     pub fn overlay(mut self, top: &Settings) -> Settings {
         overlay!(self, top; name, description, model, variant, threads, duration, ops, seed,
-            delay_prob, window_boost, stall_timeout, quiescent_every, keep_going, mode,
+            delay_prob, window_boost, injection, stall_timeout, quiescent_every, keep_going, mode,
             strategy, switch_prob, pct_depth, pct_steps, max_idle_steps);
         for (k, v) in &top.mix {
             self.mix.insert(k.clone(), v.clone());

@@ -28,9 +28,8 @@ fn tiny_bench_reports_every_model_and_saves_its_json() {
     let v: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
     let saved = std::fs::read_to_string(run_dir(&dir).join("bench.json")).unwrap();
     assert_eq!(serde_json::from_str::<Value>(&saved).unwrap(), v);
-    for inj in ["default", "candidate"] {
-        assert!(v["injection"][inj]["delay_prob"].is_number(), "{v}");
-    }
+    assert_eq!(v["old_injection"]["policy"], "uniform", "{v}");
+    assert!(v["old_injection"]["delay_prob"].is_number(), "{v}");
     let list: Value = serde_json::from_str(&outcome(kt(&dir, &["list", "--format", "json"])).1).unwrap();
     let models: Vec<&str> = v["models"]
         .as_array()
@@ -54,17 +53,32 @@ fn tiny_bench_reports_every_model_and_saves_its_json() {
             .map(|r| r["threads"].as_u64().unwrap())
             .collect();
         assert!(threads.contains(&2) && threads.contains(&16), "{m}");
+        // Each model is benched with its own default injection, the one `list` names.
+        let listed = list["models"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["name"] == m["model"])
+            .unwrap();
+        assert_eq!(m["injection"]["policy"], listed["injection"], "{m}");
         for r in rows(m, "coverage") {
-            for k in ["rarest_window", "default_per_s", "candidate_per_s"] {
+            for k in ["rarest_window", "old_per_s", "new_per_s", "new_rarest_window"] {
                 assert!(!r[k].is_null(), "{k}: {r}");
             }
+            // new / old, or null when the old injection never entered the window.
+            assert_eq!(
+                r["ratio"].is_number(),
+                r["old_per_s"].as_f64().unwrap() > 0.0,
+                "{r}"
+            );
+            assert!(r["never_entered"].is_array(), "{r}");
         }
         for r in rows(m, "det") {
             assert!(r["points_per_s"].as_f64().unwrap() > 0.0, "{r}");
             assert!(r["switches_per_s_switch_prob_1"].as_f64().unwrap() > 0.0, "{r}");
         }
         for r in rows(m, "detection") {
-            for mode in ["stress_default", "stress_candidate", "det"] {
+            for mode in ["stress_old", "stress_new", "det"] {
                 assert!(
                     r[mode]["median_s"].is_number() && r[mode]["max_s"].is_number(),
                     "{r}"
@@ -78,4 +92,64 @@ fn tiny_bench_reports_every_model_and_saves_its_json() {
             );
         }
     }
+}
+
+/// `--candidate` replaces every model's new injection, and a malformed one is a usage
+/// error (exit 2) that names what is wrong and leaves no bench directory.
+#[test]
+fn bench_candidate_is_used_and_checked() {
+    let dir = TempDir::new().unwrap();
+    let results = dir.path().to_str().unwrap();
+    let (code, out, err) = outcome(kt(
+        &dir,
+        &[
+            "bench",
+            "--size",
+            "tiny",
+            "--format",
+            "json",
+            "--results-dir",
+            results,
+            "--model",
+            "vpa",
+            "--candidate",
+            "0.002,50,uniform",
+        ],
+    ));
+    assert_eq!(code, 0, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let models = v["models"].as_array().unwrap();
+    assert_eq!(models.len(), 1, "{v}");
+    assert_eq!(models[0]["injection"]["policy"], "uniform");
+    assert_eq!(models[0]["injection"]["delay_prob"], 0.002);
+    for (bad, says) in [
+        ("0.01,20", "expected PROB,BOOST,POLICY"),
+        ("2,20,uniform", "probability '2'"),
+        ("0.01,20,sometimes", "policy 'sometimes'"),
+    ] {
+        let empty = TempDir::new().unwrap();
+        let results = empty.path().to_str().unwrap();
+        let (code, _, err) = outcome(kt(
+            &empty,
+            &[
+                "bench",
+                "--size",
+                "tiny",
+                "--results-dir",
+                results,
+                "--candidate",
+                bad,
+            ],
+        ));
+        assert_eq!(code, 2, "{bad}: {err}");
+        assert!(err.contains(says), "{bad}: {err}");
+        assert_eq!(
+            std::fs::read_dir(empty.path()).unwrap().count(),
+            0,
+            "{bad} left a directory"
+        );
+    }
+    let (code, _, err) = outcome(kt(&dir, &["bench", "--size", "tiny", "--model", "nosuch"]));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("unknown model 'nosuch'"), "{err}");
 }

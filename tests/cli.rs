@@ -29,6 +29,36 @@ fn unknown_scenario_model_variant_and_values_are_usage_errors() {
         "run --model hpt --delay-prob 2",
         "delay_prob must be within 0..=1",
     );
+    usage_error(
+        "run --model hpt --injection sometimes",
+        "invalid value 'sometimes'",
+    );
+}
+
+/// A run's injection policy is the model's default (its descriptor, shown by `list`)
+/// unless the flag or the file names one, and the run directory records it, so
+/// `again` injects the same way.
+#[test]
+fn the_injection_policy_defaults_per_model_and_is_recorded() {
+    for (args, want) in [
+        ("run --model hpt --threads 2 --ops 20", "targeted"),
+        ("run --model pfncache --threads 2 --ops 20", "uniform"),
+        (
+            "run --model hpt --threads 2 --ops 20 --injection uniform",
+            "uniform",
+        ),
+    ] {
+        let dir = TempDir::new().unwrap();
+        let (code, _, err) = outcome(kt(&dir, &words(args)));
+        assert_eq!(code, 0, "{args}: {err}");
+        let run = run_dir(&dir);
+        assert_eq!(summary(&run)["injection"], want, "{args}");
+        let saved = std::fs::read_to_string(run.join("scenario.toml")).unwrap();
+        assert!(
+            saved.contains(&format!("injection = \"{want}\"")),
+            "{args}: {saved}"
+        );
+    }
 }
 
 #[test]

@@ -26,10 +26,36 @@ pub struct ModelDesc {
     /// Coverage counter `id` is `coverage[id]`.
     pub coverage: &'static [CoverDesc],
     pub variants: &'static [VariantDesc],
+    /// The stress injection policy that reaches this model's race windows best: its
+    /// default, measured by `kvmtorture bench` (README, Performance).
+    pub injection: InjectionPolicy,
     /// Not a kernel protocol (the scheduler's self-test): left out of `list`,
     /// `validate` and the default run.
     pub hidden: bool,
     pub build: fn(&ModelConfig) -> Result<Arc<dyn Model>, String>,
+}
+
+/// Which delays stress mode injects where (the run setting `injection`).
+///
+/// Defined here, not in the scheduler, because which one a model gets by default is
+/// a fact of its protocol's shape, kept in its descriptor: windows that need a
+/// thread descheduled *inside* a long region (an irq arriving while a stopper has
+/// irqs off, a refresh preempted between its unlock and its relock) are reached by
+/// yields and sleeps anywhere; windows between parties that meet on a shared hot
+/// set (a fault racing a resize commit) are reached by throughput, which the
+/// yields and sleeps at plain points cost tenfold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InjectionPolicy {
+    /// Any point: a spin (half the time), a yield or a short sleep, windows from
+    /// nanoseconds to a scheduler tick (the injector before issue 17).
+    Uniform,
+    /// Plain points only spin; race windows spin, yield or sleep. With more threads
+    /// than cores, plain points delay `crowd` (threads per core) times less often
+    /// and shorter, and windows yield: the OS already stops every thread for about
+    /// `crowd` time slices at points of its own choosing, so an injected spin only
+    /// holds a core the others wait for, and a yield is itself a long window.
+    Targeted,
 }
 
 #[derive(Debug, Clone, Copy)]

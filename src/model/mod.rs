@@ -22,8 +22,8 @@ pub mod vpa;
 
 pub use contract::{event_text, Ctx, Model, Violation};
 pub use desc::{
-    Cell, CoverDesc, Expect, ModelConfig, ModelDesc, OpDesc, ParamDesc, ParamKind, ParamValue, Params,
-    RoleDesc, VariantDesc, VariantKind,
+    Cell, CoverDesc, Expect, InjectionPolicy, ModelConfig, ModelDesc, OpDesc, ParamDesc, ParamKind,
+    ParamValue, Params, RoleDesc, VariantDesc, VariantKind,
 };
 
 /// Every model kvmtorture knows, the hidden self-test model last.

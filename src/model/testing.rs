@@ -55,6 +55,7 @@ pub static DESC: ModelDesc = ModelDesc {
             doc: "a poll loop without Backoff on a flag nobody sets",
         },
     ],
+    injection: crate::model::InjectionPolicy::Uniform,
     hidden: true,
     build,
 };

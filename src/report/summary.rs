@@ -31,6 +31,9 @@ pub struct Summary {
     pub duration_limit_s: Option<f64>,
     pub ops_limit: Option<u64>,
     pub delay_prob: f64,
+    /// The stress injection policy (absent in summaries written before it existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub injection: Option<crate::model::InjectionPolicy>,
     pub status: String,
     pub duration_s: f64,
     pub ops_total: u64,

@@ -25,39 +25,46 @@ pub struct Injection {
     pub policy: Policy,
 }
 
-/// Which delays a point draws from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Policy {
-    /// Any point: a spin (half the time), a yield or a short sleep, windows from
-    /// nanoseconds to a scheduler tick (the injector before issue 17).
-    Uniform,
-    /// Plain points only spin; race windows spin, yield or sleep. With more threads
-    /// than cores ([`crowd`]), plain points delay `crowd` times less often and
-    /// shorter, and windows yield: the OS already stops every thread for about
-    /// `crowd` time slices at points of its own choosing, so an injected spin only
-    /// holds a core the others wait for, and a yield is itself a long window.
-    Targeted,
-}
+/// Which delays a point draws from (defined with the descriptors, which name each
+/// model's default).
+pub use crate::model::InjectionPolicy as Policy;
 
 impl Injection {
-    /// The default: a delay at 1 % of plain points and 20 % of race windows, any
-    /// kind anywhere ([`Policy::Uniform`]).
-    pub const DEFAULT: Injection = Injection {
+    /// The injection before issue 17, and the rates of every model's default: a
+    /// delay at 1 % of plain points and 20 % of race windows, any kind anywhere.
+    /// `bench` measures each model's default against it.
+    pub const UNIFORM: Injection = Injection {
         prob: 0.01,
         window_boost: 20.0,
         policy: Policy::Uniform,
     };
 
-    /// A candidate default measured side by side by `bench`: the same rates,
-    /// [`Policy::Targeted`]. Yields and sleeps cost a system call and, with more
-    /// threads than cores, a trip through the run queue; at plain points, of which an
-    /// op has hundreds, they took most of a crowded run's time. Not the default: it
-    /// raised ops/s but detected some mutants later, and stress runs of seven race
-    /// variants and mutants stalled before their violation (README, Performance).
-    pub const CANDIDATE: Injection = Injection {
-        policy: Policy::Targeted,
-        ..Injection::DEFAULT
-    };
+    /// A model's default: [`Injection::UNIFORM`]'s rates with the policy its
+    /// descriptor names.
+    pub fn default_with(policy: Policy) -> Injection {
+        Injection {
+            policy,
+            ..Injection::UNIFORM
+        }
+    }
+
+    /// Parses `PROB,BOOST,POLICY` (`0.001,100,uniform`), as `bench --candidate` takes it.
+    pub fn parse(s: &str) -> Result<Injection, String> {
+        let parts: Vec<&str> = s.split(',').map(str::trim).collect();
+        let [prob, boost, policy] = parts[..] else {
+            return Err(format!("'{s}': expected PROB,BOOST,POLICY"));
+        };
+        let num = |x: &str, what: &str, max: f64| match x.parse::<f64>() {
+            Ok(v) if (0.0..=max).contains(&v) => Ok(v),
+            _ => Err(format!("'{s}': {what} '{x}' is not a number in 0..={max}")),
+        };
+        Ok(Injection {
+            prob: num(prob, "probability", 1.0)?,
+            window_boost: num(boost, "window boost", 1e6)?,
+            policy: <Policy as clap::ValueEnum>::from_str(policy, false)
+                .map_err(|_| format!("'{s}': policy '{policy}' is neither uniform nor targeted"))?,
+        })
+    }
 
     /// Injection off.
     pub fn off(self) -> Injection {

@@ -314,6 +314,7 @@ pub static DESC: ModelDesc = ModelDesc {
         VariantDesc::mutant("mut-ipi-skips-last-vcpu", &["R4", "R3", "R1", "R2", "Q1", "H1"], true, "the resize IPI loop stops one vCPU short: the last vCPU stays in the guest during rehash"),
         VariantDesc::mutant("mut-irq-off-after-recheck", &["R4", "R3", "R1", "R2", "Q1", "H1"], true, "kvmppc_run_core marks the vCPU interrupts-off only after its mmu_ready recheck passed"),
     ],
+    injection: crate::model::InjectionPolicy::Targeted,
     hidden: false,
     build,
 };

@@ -138,6 +138,7 @@ pub static DESC: ModelDesc = ModelDesc {
         VariantDesc::mutant("mut-flush-before-swap", &["S2", "S6", "S7", "Q2"], true, "the INVALID slot's flush runs before its swap publishes it"),
         VariantDesc::mutant("mut-no-synchronize-srcu", &["S2", "S6", "S7", "Q2"], true, "kvm_swap_active_memslots skips synchronize_srcu_expedited"),
     ],
+    injection: crate::model::InjectionPolicy::Uniform,
     hidden: false,
     build,
 };

@@ -291,6 +291,7 @@ pub static DESC: ModelDesc = ModelDesc {
         VariantDesc::mutant("mut-reader-skips-recheck", &["I3", "I4", "I8"], true, "a reader whose refresh succeeded uses the cache without kvm_gpc_check under the new read lock"),
         VariantDesc::mutant("mut-valid-before-retry-test", &["M3", "I3", "I4", "I5", "I8", "G1"], true, "hva_to_pfn_retry sets valid right after relocking, before the retry test passed"),
     ],
+    injection: crate::model::InjectionPolicy::Uniform,
     hidden: false,
     build,
 };

@@ -184,6 +184,7 @@ pub static DESC: ModelDesc = ModelDesc {
         VariantDesc::mutant("m-applied-view", &["V4"], false, "vpa_is_registered looks at pinned_addr only, ignoring a pending update"),
         VariantDesc::mutant("m-unpin-clean", &["V7"], false, "the replaced area is unpinned as clean even when it was written"),
     ],
+    injection: crate::model::InjectionPolicy::Targeted,
     hidden: false,
     build,
 };
