@@ -26,6 +26,9 @@ const SPIN_LIMIT: u32 = 1 << 14;
 const PROBE: u32 = 64;
 const PROBE_EVERY: u32 = 64;
 
+/// Spin iterations a waiter waits for a spinner's slot to free up.
+const SLOT_WAIT: u32 = 1 << 6;
+
 /// Spin iterations a holder that woke a parked thread waits for it to be running.
 const WAKE_WATCH: u32 = 1 << 8;
 
@@ -151,11 +154,23 @@ impl Baton {
 
     /// Spins for the baton if a core is free for a spinner; `true` if it arrived.
     fn spin(&self, me: usize) -> bool {
-        let free = self
+        // The spinner this thread just passed the baton to frees its slot a moment
+        // after it sees the baton: wait that moment rather than park (at two threads
+        // on two cores, parking here made every later handoff a futex wake).
+        let mut tries = 0;
+        while self
             .spinners
-            .fetch_update(SeqCst, SeqCst, |n| (n < self.max_spinners).then_some(n + 1));
-        if free.is_err() {
-            return false;
+            .fetch_update(SeqCst, SeqCst, |n| (n < self.max_spinners).then_some(n + 1))
+            .is_err()
+        {
+            if self.arrived(me) {
+                return true;
+            }
+            tries += 1;
+            if tries == SLOT_WAIT {
+                return false;
+            }
+            std::hint::spin_loop();
         }
         let mut limit = self.budget.load(Relaxed);
         if limit == 0 && self.waits.fetch_add(1, Relaxed) % PROBE_EVERY == 0 {
