@@ -71,8 +71,9 @@ pub struct Settings {
     #[arg(long)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub window_boost: Option<f64>,
-    /// Stress delays: uniform (a spin, yield or sleep at any point) or targeted (plain
-    /// points only spin; yields at race windows). Default: the model's (`list`).
+    /// Stress delays: uniform (a spin, yield or sleep at any point), targeted (plain
+    /// points only spin; yields at race windows) or preempt (uniform, but a plain
+    /// point sleeps when threads outnumber cores). Default: the model's (`list`).
     #[arg(long, value_enum)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub injection: Option<InjectionPolicy>,

@@ -43,6 +43,7 @@ fn the_injection_policy_defaults_per_model_and_is_recorded() {
     for (args, want) in [
         ("run --model hpt --threads 2 --ops 20", "targeted"),
         ("run --model pfncache --threads 2 --ops 20", "uniform"),
+        ("run --model hash-protect --threads 2 --ops 20", "preempt"),
         (
             "run --model hpt --threads 2 --ops 20 --injection uniform",
             "uniform",

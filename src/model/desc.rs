@@ -56,6 +56,12 @@ pub enum InjectionPolicy {
     /// `crowd` time slices at points of its own choosing, so an injected spin only
     /// holds a core the others wait for, and a yield is itself a long window.
     Targeted,
+    /// As [`InjectionPolicy::Uniform`], but with more threads than cores a plain
+    /// point's delay is a preemption: a short sleep that gives the core to another
+    /// thread, as the kernel's scheduler would at a tick, instead of a spin that
+    /// holds it. Windows a thread must be descheduled inside (an irq raised while a
+    /// stopper has irqs off) are entered several times as often.
+    Preempt,
 }
 
 #[derive(Debug, Clone, Copy)]

@@ -62,7 +62,7 @@ impl Injection {
             prob: num(prob, "probability", 1.0)?,
             window_boost: num(boost, "window boost", 1e6)?,
             policy: <Policy as clap::ValueEnum>::from_str(policy, false)
-                .map_err(|_| format!("'{s}': policy '{policy}' is neither uniform nor targeted"))?,
+                .map_err(|_| format!("'{s}': policy '{policy}' is not uniform, targeted or preempt"))?,
         })
     }
 
@@ -125,7 +125,7 @@ pub struct Injector {
     plain: Gap,
     window: Gap,
     policy: Policy,
-    /// [`crowd`] of the run.
+    /// [`crowd`] of the run (1 under [`Policy::Uniform`]).
     crowd: u64,
 }
 
@@ -133,11 +133,15 @@ impl Injector {
     pub fn new(mut rng: Rng, inj: Injection, threads: usize) -> Self {
         let crowd = match inj.policy {
             Policy::Uniform => 1,
-            Policy::Targeted => crowd(threads),
+            Policy::Targeted | Policy::Preempt => crowd(threads),
         };
         let window_prob = (inj.prob * inj.window_boost).min(0.5);
+        let plain_prob = match inj.policy {
+            Policy::Targeted => inj.prob / crowd as f64,
+            Policy::Uniform | Policy::Preempt => inj.prob,
+        };
         Injector {
-            plain: Gap::new(inj.prob / crowd as f64, &mut rng),
+            plain: Gap::new(plain_prob, &mut rng),
             window: Gap::new(window_prob, &mut rng),
             policy: inj.policy,
             crowd,
@@ -150,9 +154,14 @@ impl Injector {
         self.gap(window).left
     }
 
-    /// Threads per core ([`crowd`]; 1 under [`Policy::Uniform`]), for [`backoff`].
+    /// Threads per core for [`backoff`]: [`crowd`] under [`Policy::Targeted`], else
+    /// one. [`Policy::Preempt`] keeps the uniform backoff: with the targeted one
+    /// (sleeping waiters) hash-protect's early-dec race was caught 3x later.
     pub fn crowd(&self) -> u64 {
-        self.crowd
+        match self.policy {
+            Policy::Targeted => self.crowd,
+            Policy::Uniform | Policy::Preempt => 1,
+        }
     }
 
     fn gap(&self, window: bool) -> &Gap {
@@ -173,6 +182,8 @@ impl Injector {
             (Policy::Targeted, false) => self.spin(2000 / self.crowd),
             (Policy::Targeted, true) if self.crowd > 1 => std::thread::yield_now(),
             (Policy::Targeted, true) => self.mixed(),
+            (Policy::Preempt, false) if self.crowd > 1 => std::thread::sleep(Duration::from_micros(1)),
+            (Policy::Preempt, _) => self.mixed(),
         }
         next
     }
@@ -197,7 +208,7 @@ impl Injector {
 }
 
 /// The wait after the `rounds`-th failed attempt of a spin loop, with `crowd`
-/// threads per core ([`crowd`]; 1 under [`Policy::Uniform`]): a few spins while every
+/// threads per core ([`Injector::crowd`]): a few spins while every
 /// thread can have a core, then yields, then sleeps. The more threads share a core,
 /// the sooner the sleeps and the longer: a waiter that yields stays on the run queue,
 /// and at 1024 threads on 2 cores the lock holder it waits for (descheduled, most

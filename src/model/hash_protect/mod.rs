@@ -234,7 +234,7 @@ pub static DESC: ModelDesc = ModelDesc {
             doc: "the secondary never decrements cpu_counter: the master waits forever (H3, a stall)",
         },
     ],
-    injection: crate::model::InjectionPolicy::Uniform,
+    injection: crate::model::InjectionPolicy::Preempt,
     hidden: false,
     build,
 };
