@@ -98,24 +98,24 @@ fn tiny_bench_reports_every_model_and_saves_its_json() {
 /// error (exit 2) that names what is wrong and leaves no bench directory.
 #[test]
 fn bench_candidate_is_used_and_checked() {
-    let dir = TempDir::new().unwrap();
-    let results = dir.path().to_str().unwrap();
-    let (code, out, err) = outcome(kt(
-        &dir,
-        &[
-            "bench",
-            "--size",
-            "tiny",
-            "--format",
-            "json",
-            "--results-dir",
-            results,
-            "--model",
-            "vpa",
-            "--candidate",
-            "0.002,50,uniform",
-        ],
-    ));
+    // A tiny bench of `extra` into a fresh results directory: (exit code, stdout,
+    // stderr, the directory).
+    let tiny = |extra: &[&str]| {
+        let dir = TempDir::new().unwrap();
+        let results = dir.path().to_str().unwrap().to_string();
+        let mut args = vec!["bench", "--size", "tiny", "--results-dir", &results];
+        args.extend_from_slice(extra);
+        let (code, out, err) = outcome(kt(&dir, &args));
+        (code, out, err, dir)
+    };
+    let (code, out, err, _dir) = tiny(&[
+        "--format",
+        "json",
+        "--model",
+        "vpa",
+        "--candidate",
+        "0.002,50,uniform",
+    ]);
     assert_eq!(code, 0, "{err}");
     let v: Value = serde_json::from_str(&out).unwrap();
     let models = v["models"].as_array().unwrap();
@@ -127,20 +127,7 @@ fn bench_candidate_is_used_and_checked() {
         ("2,20,uniform", "probability '2'"),
         ("0.01,20,sometimes", "policy 'sometimes'"),
     ] {
-        let empty = TempDir::new().unwrap();
-        let results = empty.path().to_str().unwrap();
-        let (code, _, err) = outcome(kt(
-            &empty,
-            &[
-                "bench",
-                "--size",
-                "tiny",
-                "--results-dir",
-                results,
-                "--candidate",
-                bad,
-            ],
-        ));
+        let (code, _, err, empty) = tiny(&["--candidate", bad]);
         assert_eq!(code, 2, "{bad}: {err}");
         assert!(err.contains(says), "{bad}: {err}");
         assert_eq!(
@@ -149,7 +136,7 @@ fn bench_candidate_is_used_and_checked() {
             "{bad} left a directory"
         );
     }
-    let (code, _, err) = outcome(kt(&dir, &["bench", "--size", "tiny", "--model", "nosuch"]));
+    let (code, _, err, _) = tiny(&["--model", "nosuch"]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("unknown model 'nosuch'"), "{err}");
 }
