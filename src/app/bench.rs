@@ -1,13 +1,14 @@
 //! `kvmtorture bench`: the harness's own performance, every public model, one run.
 //!
-//! Everything is measured in this process, side by side, so that ratios hold on a
-//! noisy machine even when absolute numbers do not: per model (fixed variant) stress
-//! ops/s at 2 and 16 threads with injection off and the per-op checks on and off
-//! (where the model has a `checks` param); the rarest race window's entries per
-//! second under the default injection and a candidate; det scheduling
-//! points/s and switches/s at 2 and 16 threads; time to detection of every race
-//! variant (median and max over seeds, stress with both injections and det); and the
-//! thread-count curve 2..1024 with peak RSS. The JSON goes to
+//! Everything is measured in one bench, side by side (each run in a child process of
+//! its own, see [`run`]), so that ratios hold on a noisy machine even when absolute
+//! numbers do not: per model (fixed variant) stress ops/s at 2 and 16 threads with
+//! injection off and the per-op checks on and off (where the model has a `checks`
+//! param); the rarest race window's entries per second under the old default
+//! injection ([`Injection::UNIFORM`]) and the model's own (or `--candidate`); det
+//! scheduling points/s and switches/s at 2 and 16 threads; time to detection of every
+//! race variant (median and max over seeds, stress with both injections and det); and
+//! the thread-count curve 2..1024 with peak RSS. The JSON goes to
 //! `results/bench-<time>/bench.json`.
 
 use super::run::load_scenario;
