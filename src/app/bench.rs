@@ -303,14 +303,8 @@ fn ops_per_s(o: &Measured) -> f64 {
 }
 
 /// The rarest window's entries per second (the figure of merit of a fixed run).
-fn rarest_per_s(o: &Measured) -> (f64, String) {
-    let (name, n) = o
-        .coverage
-        .iter()
-        .min_by_key(|(_, n)| *n)
-        .cloned()
-        .unwrap_or(("-".into(), 0));
-    (n as f64 / o.elapsed_s, name)
+fn rarest_per_s(o: &Measured) -> f64 {
+    o.coverage.iter().map(|(_, n)| *n).min().unwrap_or(0) as f64 / o.elapsed_s
 }
 
 /// This process's peak RSS, in MiB (Linux; 0 elsewhere).
@@ -472,7 +466,7 @@ fn model_bench(m: &'static ModelDesc, z: &Size, new: Injection) -> Result<Value,
         let o = run(&base(threads, new))?;
         let entered = o.coverage.iter().all(|(_, n)| *n > 0);
         curve.push(json!({"threads": threads, "ops_per_s": ops_per_s(&o),
-            "rarest_per_s": rarest_per_s(&o).0, "every_window_entered": entered,
+            "rarest_per_s": rarest_per_s(&o), "every_window_entered": entered,
             "peak_rss_mib": o.peak_rss_mib}));
     }
     Ok(
