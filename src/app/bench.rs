@@ -105,7 +105,7 @@ impl Spec<'_> {
         json!({"model": self.model.name, "variant": self.variant, "threads": self.threads,
             "seed": self.seed, "budget_ms": self.budget.as_millis() as u64,
             "prob": self.injection.prob, "boost": self.injection.window_boost,
-            "policy": format!("{:?}", self.injection.policy).to_lowercase(),
+            "policy": self.injection.policy.name(),
             "params": self.params, "det": self.det.map(|(p, ops)| json!([p, ops]))})
     }
 
@@ -529,7 +529,7 @@ pub fn bench(a: &BenchArgs) -> Result<i32, Error> {
 
 fn inj_json(i: Injection) -> Value {
     json!({"delay_prob": i.prob, "window_boost": i.window_boost,
-        "policy": format!("{:?}", i.policy).to_lowercase()})
+        "policy": i.policy.name()})
 }
 
 /// A figure for the tables: `-` where there is none (a ratio to 0).

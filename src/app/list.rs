@@ -41,7 +41,7 @@ pub fn list(a: &ListArgs) -> Result<i32, Error> {
         out += &format!(
             "  coverage: {} race windows; injection: {}\n",
             m.coverage.len(),
-            injection_name(m)
+            m.injection.name()
         );
         for v in m.variants.iter().filter(shown) {
             out += &format!(
@@ -80,11 +80,6 @@ fn default_text(k: &ParamKind) -> String {
     }
 }
 
-/// The model's default stress injection policy, as `--injection` spells it.
-fn injection_name(m: &ModelDesc) -> String {
-    format!("{:?}", m.injection).to_lowercase()
-}
-
 /// `clean`, `caught:R1|R3`, `stall`.
 pub fn expect_text(e: Expect) -> String {
     match e {
@@ -102,7 +97,7 @@ fn model_json(m: &ModelDesc, shown: &dyn Fn(&&VariantDesc) -> bool) -> Value {
         "kernel_files": m.kernel_files,
         "seed": m.seed,
         "spec": m.spec,
-        "injection": injection_name(m),
+        "injection": m.injection.name(),
         "roles": m.roles.iter().map(|r| json!({"name": r.name, "doc": r.doc})).collect::<Vec<_>>(),
         "ops": m.ops.iter().map(|o| json!({
             "name": o.name, "role": m.role_name(o.role), "weight": o.weight, "doc": o.doc,

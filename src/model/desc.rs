@@ -64,6 +64,17 @@ pub enum InjectionPolicy {
     Preempt,
 }
 
+impl InjectionPolicy {
+    /// The name `--injection` and `injection =` take.
+    pub fn name(self) -> &'static str {
+        match self {
+            InjectionPolicy::Uniform => "uniform",
+            InjectionPolicy::Targeted => "targeted",
+            InjectionPolicy::Preempt => "preempt",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 pub struct RoleDesc {
     /// Short label used in reports (`vCPU`, `resizer`, `notifier`).
