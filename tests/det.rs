@@ -404,3 +404,47 @@ fn hunt_failure_keeps_only_the_failures_that_read_the_text() {
     let (code, none) = hunt("no violation reads this");
     assert_eq!((code, seeds(&none).len()), (0, 0), "{none}");
 }
+
+/// The human hunt summary lists ten failing seeds and says how many more there are
+/// and where (it once listed ten of eleven under "11 failing" and said nothing).
+#[test]
+fn hunt_says_where_the_failing_seeds_it_does_not_list_are() {
+    let dir = TempDir::new().unwrap();
+    let results = dir.path().to_str().unwrap();
+    let args = [
+        "hunt",
+        "--model",
+        "pfncache",
+        "--variant",
+        "speculative-valid",
+        "--seeds",
+        "1..14",
+        "--ops",
+        "50",
+        "--threads",
+        "4",
+        "--results-dir",
+        results,
+    ];
+    let (code, out, err) = outcome(kt(&dir, &args));
+    assert_eq!(code, 1, "{err}");
+    // "hunt pfncache / speculative-valid (…): 14 seed(s) tried in 0.1s, 12 failing"
+    let failing: usize = out
+        .lines()
+        .next()
+        .and_then(|l| l.rsplit(", ").next())
+        .and_then(|p| p.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no failing count in: {out}"));
+    let listed = out
+        .lines()
+        .filter(|l| l.trim_start().starts_with("seed "))
+        .count();
+    assert_eq!(listed, failing.min(10), "{out}");
+    if failing > 10 {
+        let more = format!("… and {} more failing seed(s): ", failing - 10);
+        assert!(out.contains(&more) && out.contains("hunt.json"), "{out}");
+    } else {
+        assert!(!out.contains("more failing"), "{out}");
+    }
+}

@@ -280,13 +280,22 @@ pub fn hunt(a: &HuntArgs) -> Result<i32, Error> {
             if let (Some(m), Some(x)) = (median, g.last()) {
                 println!("  seeds to bug: median {m}, max {x}");
             }
-            for f in failing.iter().take(10) {
+            const SHOWN: usize = 10;
+            for f in failing.iter().take(SHOWN) {
                 println!(
                     "  seed {}: {} {} → {}",
                     f["seed"],
                     f["status"].as_str().unwrap_or(""),
                     f["invariant"].as_str().unwrap_or(""),
                     f["run_dir"].as_str().unwrap_or("")
+                );
+            }
+            // The count above is every failing seed: say where the rest are listed.
+            if failing.len() > SHOWN {
+                println!(
+                    "  … and {} more failing seed(s): {}",
+                    failing.len() - SHOWN,
+                    hunt_dir.join("hunt.json").display()
                 );
             }
         }
