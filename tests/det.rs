@@ -2,7 +2,7 @@
 //! shrinking, hang detection and bad input.
 
 mod common;
-use common::{kt, outcome, run_dir, summary};
+use common::{kt, outcome, run_dir, summary, words};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use tempfile::TempDir;
@@ -410,22 +410,10 @@ fn hunt_failure_keeps_only_the_failures_that_read_the_text() {
 #[test]
 fn hunt_says_where_the_failing_seeds_it_does_not_list_are() {
     let dir = TempDir::new().unwrap();
-    let results = dir.path().to_str().unwrap();
-    let args = [
-        "hunt",
-        "--model",
-        "pfncache",
-        "--variant",
-        "speculative-valid",
-        "--seeds",
-        "1..14",
-        "--ops",
-        "50",
-        "--threads",
-        "4",
-        "--results-dir",
-        results,
-    ];
+    let mut args = words(
+        "hunt --model pfncache --variant speculative-valid --seeds 1..14 --ops 50 --threads 4 --results-dir",
+    );
+    args.push(dir.path().to_str().unwrap());
     let (code, out, err) = outcome(kt(&dir, &args));
     assert_eq!(code, 1, "{err}");
     // "hunt pfncache / speculative-valid (…): 14 seed(s) tried in 0.1s, 12 failing"
