@@ -31,7 +31,8 @@ def main():
             for inj in injections:
                 prob, boost, policy = inj.split(",")
                 spec = {"model": m, "variant": FIXED.get(m, "fixed"), "threads": threads, "seed": seed,
-                        "budget_ms": dur_ms, "prob": float(prob), "boost": float(boost), "policy": policy,
+                        "budget_ms": dur_ms,
+                        "injection": {"delay_prob": float(prob), "window_boost": float(boost), "policy": policy},
                         "params": [], "det": None}
                 r = subprocess.run([binary, "bench", "--one", json.dumps(spec)], capture_output=True, text=True)
                 if r.returncode != 0:

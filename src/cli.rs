@@ -69,8 +69,8 @@ pub struct BenchArgs {
     /// Only this model (repeat for several; default: every public model).
     #[arg(long = "model", value_name = "MODEL")]
     pub models: Vec<String>,
-    /// The injection to compare with the default, `PROB,BOOST,POLICY` (policy
-    /// `uniform` or `targeted`); default: the built-in candidate.
+    /// Compare the old default with this injection instead of each model's own,
+    /// `PROB,BOOST,POLICY` (policy `uniform`, `targeted` or `preempt`).
     #[arg(long, value_name = "PROB,BOOST,POLICY")]
     pub candidate: Option<String>,
     /// Internal: run one measurement (a JSON spec) and print its figures; the bench

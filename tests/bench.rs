@@ -125,6 +125,7 @@ fn bench_candidate_is_used_and_checked() {
     for (bad, says) in [
         ("0.01,20", "expected PROB,BOOST,POLICY"),
         ("2,20,uniform", "probability '2'"),
+        ("0.01,0.5,uniform", "window boost '0.5'"),
         ("0.01,20,sometimes", "policy 'sometimes'"),
     ] {
         let (code, _, err, empty) = tiny(&["--candidate", bad]);

@@ -104,8 +104,7 @@ impl Spec<'_> {
     fn to_json(&self) -> Value {
         json!({"model": self.model.name, "variant": self.variant, "threads": self.threads,
             "seed": self.seed, "budget_ms": self.budget.as_millis() as u64,
-            "prob": self.injection.prob, "boost": self.injection.window_boost,
-            "policy": self.injection.policy.name(),
+            "injection": inj_json(self.injection),
             "params": self.params, "det": self.det.map(|(p, ops)| json!([p, ops]))})
     }
 
@@ -126,11 +125,18 @@ impl Spec<'_> {
             threads: num("threads")? as usize,
             seed: num("seed")? as u64,
             budget: Duration::from_millis(num("budget_ms")? as u64),
-            injection: Injection {
-                prob: num("prob")?,
-                window_boost: num("boost")?,
-                policy: <Policy as clap::ValueEnum>::from_str(v["policy"].as_str().ok_or_else(bad)?, false)
+            injection: {
+                let i = &v["injection"];
+                let f = |k: &str| i[k].as_f64().ok_or_else(bad);
+                Injection {
+                    prob: f("delay_prob")?,
+                    window_boost: f("window_boost")?,
+                    policy: <Policy as clap::ValueEnum>::from_str(
+                        i["policy"].as_str().ok_or_else(bad)?,
+                        false,
+                    )
                     .map_err(|_| bad())?,
+                }
             },
             params: v["params"]
                 .as_array()
@@ -527,6 +533,7 @@ pub fn bench(a: &BenchArgs) -> Result<i32, Error> {
     Ok(0)
 }
 
+/// An injection as the bench JSON and `bench --one`'s spec spell it.
 fn inj_json(i: Injection) -> Value {
     json!({"delay_prob": i.prob, "window_boost": i.window_boost,
         "policy": i.policy.name()})

@@ -54,13 +54,19 @@ impl Injection {
         let [prob, boost, policy] = parts[..] else {
             return Err(format!("'{s}': expected PROB,BOOST,POLICY"));
         };
-        let num = |x: &str, what: &str, max: f64| match x.parse::<f64>() {
-            Ok(v) if (0.0..=max).contains(&v) => Ok(v),
-            _ => Err(format!("'{s}': {what} '{x}' is not a number in 0..={max}")),
+        // The ranges a scenario accepts (`delay_prob`, `window_boost`).
+        let num = |x: &str, what: &str, ok: fn(f64) -> bool, range: &str| match x.parse::<f64>() {
+            Ok(v) if ok(v) => Ok(v),
+            _ => Err(format!("'{s}': {what} '{x}' is not a number {range}")),
         };
         Ok(Injection {
-            prob: num(prob, "probability", 1.0)?,
-            window_boost: num(boost, "window boost", 1e6)?,
+            prob: num(prob, "probability", |v| (0.0..=1.0).contains(&v), "in 0..=1")?,
+            window_boost: num(
+                boost,
+                "window boost",
+                |v| v >= 1.0 && v.is_finite(),
+                "of at least 1",
+            )?,
             policy: <Policy as clap::ValueEnum>::from_str(policy, false)
                 .map_err(|_| format!("'{s}': policy '{policy}' is not uniform, targeted or preempt"))?,
         })
