@@ -7,12 +7,19 @@
 //! turn; one that had to wake a parked thread watches it for a moment: if it wakes
 //! at once a core was idle and the old holder spins on, else the old holder parks at
 //! once, giving its core to the new one (a direct context switch). So two threads on
-//! two idle cores switch with a store and a load on one cache line, and sixteen (or
-//! a loaded machine) fall back to one `unpark` per switch without spinners starving
-//! the holder.
+//! two idle cores switch with a store and a load on one cache line.
+//!
+//! With more threads than cores nearly every switch goes to a parked thread, and a
+//! futex wake that lands on another, idle core is the slow kind: the idle CPU (a
+//! halted vCPU on a virtual machine) must be woken. A park/unpark ring of 16 threads
+//! measured 10.6 µs a handoff on this 2-core VM spread over both cores, 3.1 µs with
+//! every thread on one core (README, "Det handoff"). Only one thread of a det run
+//! runs at a time, so such a run loses nothing by living on one core: its workers
+//! pin themselves to the core the run started on, and never spin.
 //!
 //! Nothing here decides who runs (that is [`super::det`]'s strategy, under its
-//! lock), so the spin/park choice, which depends on timing, never changes a schedule.
+//! lock), so the spin/park/pin choices, which depend on timing, never change a
+//! schedule.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering::Relaxed, Ordering::SeqCst};
 use std::sync::OnceLock;
@@ -56,6 +63,8 @@ pub(crate) struct Baton {
     seats: Vec<Seat>,
     spinners: AtomicUsize,
     max_spinners: usize,
+    /// The core every worker pins itself to, when threads outnumber the cores.
+    home: Option<usize>,
     /// Current spin limit: doubled by a spin that got the baton, quartered by one
     /// that gave up (on a loaded machine a spinner steals the holder's core, so the
     /// handoff degrades to parking).
@@ -67,6 +76,11 @@ pub(crate) struct Baton {
 impl Baton {
     pub(crate) fn new(threads: usize, first: usize) -> Self {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        // The core this run's coordinator is on now: det runs started side by side
+        // (`hunt --jobs`) by threads that are running start on different cores.
+        let home = (threads > cores)
+            .then(|| nix::sched::sched_getcpu().ok())
+            .flatten();
         Baton {
             holder: AtomicUsize::new(first),
             seats: (0..threads)
@@ -76,15 +90,24 @@ impl Baton {
                 })
                 .collect(),
             spinners: AtomicUsize::new(0),
-            max_spinners: cores - 1,
+            max_spinners: if home.is_some() { 0 } else { cores - 1 },
+            home,
             budget: AtomicU32::new(SPIN_LIMIT),
             waits: AtomicU32::new(0),
         }
     }
 
-    /// Thread `me` is the calling OS thread (before its first wait).
+    /// Thread `me` is the calling OS thread (before its first wait); it moves to the
+    /// run's home core if there is one. A failed pin (a cpuset without that core)
+    /// leaves the thread where it was: slower handoffs, the same schedule.
     pub(crate) fn register(&self, me: usize) {
         let _ = self.seats[me].thread.set(std::thread::current());
+        if let Some(cpu) = self.home {
+            let mut set = nix::sched::CpuSet::new();
+            if set.set(cpu).is_ok() {
+                let _ = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set);
+            }
+        }
     }
 
     /// Gives the baton to `next`, waking it if it parked. Returns how the old holder
@@ -132,10 +155,12 @@ impl Baton {
 
     /// Waits until `me` holds the baton (`true`) or the run hung (`false`).
     pub(crate) fn wait(&self, me: usize, successor: Successor) -> bool {
-        let spin = match successor {
-            Successor::Running => true,
-            Successor::Woken(next) => self.got_core(next),
-        };
+        // Pinned to one core, a woken thread gets it only once this one parks.
+        let spin = self.max_spinners > 0
+            && match successor {
+                Successor::Running => true,
+                Successor::Woken(next) => self.got_core(next),
+            };
         if !(spin && self.spin(me)) {
             let seat = &self.seats[me];
             seat.parked.store(true, SeqCst);

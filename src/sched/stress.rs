@@ -222,7 +222,14 @@ impl Injector {
 /// went into `sched_yield` (README, Performance).
 pub fn backoff(rounds: u32, crowd: u64) {
     let yields = (200 / crowd).max(4) as u32;
-    if crowd == 1 && rounds < 8 {
+    static XS: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    let xs = *XS.get_or_init(|| {
+        std::env::var("XSPIN")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(8)
+    });
+    if crowd == 1 && rounds < xs {
         for _ in 0..(1u32 << rounds) {
             std::hint::spin_loop();
         }
