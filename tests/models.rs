@@ -7,6 +7,7 @@
 //! - a race variant that needs concurrency is clean with one thread;
 //! - fixed variants and controls are clean and enter every race window (over as many
 //!   short runs as it takes, up to a bound a loaded machine meets);
+//! - fixed variants stay clean past 64 threads;
 //! - with `--keep-going`, a caught run still ends at its duration, not in a stall;
 //! - a det run replays exactly.
 
@@ -268,6 +269,29 @@ fn fixed_variants_and_controls_are_clean_and_enter_every_window() {
         let never: Vec<&String> = seen.iter().filter(|(_, &n)| n == 0).map(|(k, _)| k).collect();
         if !never.is_empty() {
             failures.push(format!("{}: never entered {never:?}", c.label()));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Past 64 threads every fixed variant is still clean: a ghost CPU mask of one `u64`
+/// (hash-protect's stop_machine acks) once folded CPU 76 onto CPU 12 and reported a
+/// fixed run's second ack from one CPU.
+#[test]
+fn fixed_variants_are_clean_past_64_threads() {
+    let res = TempDir::new().unwrap();
+    let mut failures = Vec::new();
+    for c in cases()
+        .iter()
+        .filter(|c| c.v.kind == VariantKind::Fixed && c.cell.expect == Expect::Clean)
+    {
+        let (code, out, err) = kt(
+            &[&["run".to_string()][..], &c.args()].concat(),
+            "--threads 96 --duration 1s --quiet --format json",
+            &res,
+        );
+        if code != 0 {
+            failures.push(format!("{}: exit {code} {out} {err}", c.label()));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));

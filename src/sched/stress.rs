@@ -219,23 +219,19 @@ impl Injector {
 /// the sooner the sleeps and the longer: a waiter that yields stays on the run queue,
 /// and at 1024 threads on 2 cores the lock holder it waits for (descheduled, most
 /// likely) got a core only after every yielding waiter had had its turn: half the run
-/// went into `sched_yield` (README, Performance).
-pub fn backoff(rounds: u32, crowd: u64) {
+/// went into `sched_yield` (README, Performance). Spins and yields happen here; the
+/// sleep is returned, for the caller to take ([`crate::sync::Backoff`]).
+pub fn backoff(rounds: u32, crowd: u64) -> Option<Duration> {
     let yields = (200 / crowd).max(4) as u32;
-    static XS: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
-    let xs = *XS.get_or_init(|| {
-        std::env::var("XSPIN")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(8)
-    });
-    if crowd == 1 && rounds < xs {
+    if crowd == 1 && rounds < 8 {
         for _ in 0..(1u32 << rounds) {
             std::hint::spin_loop();
         }
+        None
     } else if rounds < yields {
         std::thread::yield_now();
+        None
     } else {
-        std::thread::sleep(Duration::from_micros(20 * crowd.min(50)));
+        Some(Duration::from_micros(20 * crowd.min(50)))
     }
 }

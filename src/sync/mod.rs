@@ -12,17 +12,20 @@
 pub mod atomic;
 mod backoff;
 pub mod bitlock;
+mod cpus;
 pub mod holder;
 pub mod mutex;
 pub mod rwlock;
 pub mod spinlock;
 pub mod srcu;
+mod waitq;
 
 /// The preemption-point hook, re-exported so that models reach the scheduler only
 /// through this facade (as shuttle's models see only its `sync` module).
 pub use crate::sched::{point, Site};
 pub use atomic::{AtomicBool, AtomicU32, AtomicU64};
 pub use backoff::Backoff;
+pub use cpus::Cpus;
 pub use mutex::Mutex;
 pub use rwlock::RawRwLock;
 pub use spinlock::{RawSpinLock, SpinLock};

@@ -1,9 +1,14 @@
 //! `struct mutex`: a sleeping lock.
 //!
-//! A kernel mutex differs from a spin lock only in what a waiter does with its CPU.
-//! Here every waiter goes through [`Backoff`](crate::sync::Backoff), which already
-//! escalates from spinning to yielding to sleeping, so the mutex *is* the spin lock
-//! under the name the kernel code uses (`kvm->lock`, `gpc->refresh_lock`).
+//! A kernel mutex differs from a spin lock only in what a waiter does with its CPU:
+//! it sleeps on the mutex's wait list until the unlock hands over. Here a waiter goes
+//! through [`Backoff`](crate::sync::Backoff) like a spin lock's (its rounds are the
+//! det scheduler's wait points), but where the backoff would sleep for a fixed time it
+//! sleeps on the lock's own queue, woken by the unlock: with a thousand vCPU threads
+//! waiting for `kvm->lock` through a resize commit, sleeping for a fixed time kept all
+//! of them cycling through the run queue.
 
-pub type Mutex<T> = super::SpinLock<T>;
-pub type RawMutex = super::RawSpinLock;
+/// A mutex that owns the data it protects (`kvm->lock`).
+pub type Mutex<T> = super::spinlock::Lock<super::waitq::WaitQueue, T>;
+/// A raw mutex (`gpc->refresh_lock`).
+pub type RawMutex = super::spinlock::RawLock<super::waitq::WaitQueue>;

@@ -1,22 +1,59 @@
-//! `spinlock_t`: a test-and-test-and-set lock.
+//! `spinlock_t` and `struct mutex`: a test-and-test-and-set lock, whose waiters spin,
+//! yield and sleep ([`Backoff`]); a mutex's waiters sleep on the lock's own queue
+//! instead, woken one at a time by the unlock, as a kernel mutex's do.
 
 use crate::sched::{point, Site};
+use crate::sync::waitq::WaitQueue;
 use crate::sync::{holder, Backoff};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
-/// A raw spin lock: `lock`/`unlock` in any code shape.
+/// Where a lock's waiters sleep: nowhere of their own (a spin lock, `()`: the
+/// backoff's fixed sleeps), or a [`WaitQueue`] (a mutex).
+pub trait Waiters: Default + std::fmt::Debug {
+    /// Sleeps while `blocked()`, if waiters sleep here; `false` if they do not.
+    fn sleep(&self, blocked: impl Fn() -> bool) -> bool;
+    /// Wakes one sleeper after a release.
+    fn wake_one(&self);
+}
+
+impl Waiters for () {
+    fn sleep(&self, _: impl Fn() -> bool) -> bool {
+        false
+    }
+    fn wake_one(&self) {}
+}
+
+impl Waiters for WaitQueue {
+    fn sleep(&self, blocked: impl Fn() -> bool) -> bool {
+        WaitQueue::sleep(self, blocked);
+        true
+    }
+    fn wake_one(&self) {
+        WaitQueue::wake_one(self);
+    }
+}
+
+/// A raw lock: `lock`/`unlock` in any code shape. A spin lock's `Q` is `()`, so it
+/// is no larger than its two words (a queue in every page lock of the arena changed
+/// hpt's timing: its rarest window fell by a fifth).
 #[derive(Debug, Default)]
-pub struct RawSpinLock {
+pub struct RawLock<Q: Waiters> {
     locked: AtomicBool,
     /// Ghost: the [`holder`] id of the thread holding it.
     holder: AtomicU32,
+    /// A mutex's sleeping waiters.
+    queue: Q,
 }
 
-impl RawSpinLock {
-    pub const fn new() -> Self {
-        RawSpinLock {
+/// A raw spin lock.
+pub type RawSpinLock = RawLock<()>;
+
+impl<Q: Waiters> RawLock<Q> {
+    pub fn new() -> Self {
+        RawLock {
             locked: AtomicBool::new(false),
             holder: AtomicU32::new(holder::NOBODY),
+            queue: Q::default(),
         }
     }
 
@@ -38,7 +75,7 @@ impl RawSpinLock {
         let mut b = Backoff::new("spin.lock.wait");
         while !self.try_lock() {
             while self.locked.load(Ordering::Relaxed) {
-                b.spin();
+                b.spin_or(|| self.queue.sleep(|| self.locked.load(Ordering::SeqCst)));
             }
         }
     }
@@ -57,8 +94,10 @@ impl RawSpinLock {
             ..Site::new("spin.unlock")
         });
         self.holder.store(holder::NOBODY, Ordering::Relaxed);
-        let was = self.locked.swap(false, Ordering::Release);
+        // SeqCst, not just Release: a mutex's wake-up handshake ([`WaitQueue`]).
+        let was = self.locked.swap(false, Ordering::SeqCst);
         debug_assert!(was, "unlock of an unlocked spinlock");
+        self.queue.wake_one();
     }
 
     pub fn is_locked(&self) -> bool {
@@ -71,25 +110,31 @@ impl RawSpinLock {
     }
 }
 
-/// A spin lock that owns the data it protects.
+/// A lock that owns the data it protects.
 #[derive(Debug, Default)]
-pub struct SpinLock<T> {
-    raw: RawSpinLock,
+pub struct Lock<Q: Waiters, T> {
+    raw: RawLock<Q>,
     data: std::sync::Mutex<T>,
 }
 
-/// Holds a [`SpinLock`]; unlocks on drop.
-pub struct SpinGuard<'a, T> {
-    raw: &'a RawSpinLock,
+/// A spin lock that owns the data it protects.
+pub type SpinLock<T> = Lock<(), T>;
+
+/// Holds a [`Lock`]; unlocks on drop.
+pub struct Guard<'a, Q: Waiters, T> {
+    raw: &'a RawLock<Q>,
     data: Option<std::sync::MutexGuard<'a, T>>,
     /// Where the lock was taken: the unlock step of the drop points there.
     taken_at: &'static std::panic::Location<'static>,
 }
 
-impl<T> SpinLock<T> {
+/// Holds a [`SpinLock`].
+pub type SpinGuard<'a, T> = Guard<'a, (), T>;
+
+impl<Q: Waiters, T> Lock<Q, T> {
     pub fn new(v: T) -> Self {
-        SpinLock {
-            raw: RawSpinLock::new(),
+        Lock {
+            raw: RawLock::new(),
             data: std::sync::Mutex::new(v),
         }
     }
@@ -100,9 +145,9 @@ impl<T> SpinLock<T> {
     }
 
     #[track_caller]
-    pub fn lock(&self) -> SpinGuard<'_, T> {
+    pub fn lock(&self) -> Guard<'_, Q, T> {
         self.raw.lock();
-        SpinGuard {
+        Guard {
             raw: &self.raw,
             data: Some(lock_uncontended(&self.data)),
             taken_at: std::panic::Location::caller(),
@@ -117,20 +162,20 @@ pub(crate) fn lock_uncontended<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGu
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-impl<T> std::ops::Deref for SpinGuard<'_, T> {
+impl<Q: Waiters, T> std::ops::Deref for Guard<'_, Q, T> {
     type Target = T;
     fn deref(&self) -> &T {
         self.data.as_ref().expect("guard holds data until drop")
     }
 }
 
-impl<T> std::ops::DerefMut for SpinGuard<'_, T> {
+impl<Q: Waiters, T> std::ops::DerefMut for Guard<'_, Q, T> {
     fn deref_mut(&mut self) -> &mut T {
         self.data.as_mut().expect("guard holds data until drop")
     }
 }
 
-impl<T> Drop for SpinGuard<'_, T> {
+impl<Q: Waiters, T> Drop for Guard<'_, Q, T> {
     fn drop(&mut self) {
         self.data = None;
         self.raw.unlock_at(self.taken_at);

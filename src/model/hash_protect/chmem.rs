@@ -341,7 +341,11 @@ impl HashProtect {
         // hotplug's take_cpu_down is one too).
         self.sleep_until(cx, cpu, &|| self.stop_cpus.try_lock())?;
         let num_threads = self.num_online.load(SeqCst);
-        let ms = Arc::new(MultiStop::new(num_threads, self.proto.state_before_ack_reset));
+        let ms = Arc::new(MultiStop::new(
+            num_threads,
+            self.cpus.len(),
+            self.proto.state_before_ack_reset,
+        ));
         *self.msdata.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::clone(&ms));
         // set_state(&msdata, MULTI_STOP_PREPARE); stop_cpus(cpu_online_mask, ...)
         ms.set_state(PREPARE);

@@ -45,6 +45,27 @@ fn state_event(state: u32) -> &'static str {
     }
 }
 
+/// Ghost: a set of CPU ids, any number of them. (A `u64` mask held 64: at 128
+/// threads CPU 76's ack set CPU 12's bit, and a fixed run reported "acked twice".)
+struct CpuMask(Vec<StdU64>);
+
+impl CpuMask {
+    fn new(cpus: usize) -> Self {
+        CpuMask((0..cpus.div_ceil(64)).map(|_| StdU64::new(0)).collect())
+    }
+
+    /// Adds `cpu`; whether it was in already.
+    fn insert(&self, cpu: usize) -> bool {
+        let bit = 1u64 << (cpu % 64);
+        self.0[cpu / 64].fetch_or(bit, SeqCst) & bit != 0
+    }
+
+    /// How many CPUs are in (exact once every insert it counts has returned).
+    fn len(&self) -> u32 {
+        self.0.iter().map(|w| w.load(SeqCst).count_ones()).sum()
+    }
+}
+
 /// `struct multi_stop_data`, plus the completion the caller waits on and ghost state.
 pub(super) struct MultiStop {
     pub state: AtomicU32,
@@ -54,8 +75,8 @@ pub(super) struct MultiStop {
     state_first: bool,
     /// `cpu_stop_done.nr_todo` counted up: participants that have left.
     pub finished: StdU32,
-    /// Ghost: per state, the participants (bit per CPU) that acked it (H7).
-    acked: [StdU64; EXIT as usize + 1],
+    /// Ghost: per state, the participants that acked it (H7).
+    acked: [CpuMask; EXIT as usize + 1],
     /// Ghost: CPUs that took the master role of `change_memory_range_fn` (H5).
     pub masters: StdU32,
     /// Set when a participant found a violation: the others leave instead of waiting
@@ -66,14 +87,15 @@ pub(super) struct MultiStop {
 }
 
 impl MultiStop {
-    pub(super) fn new(num_threads: u32, state_first: bool) -> Self {
+    /// `cpus`: every CPU id a participant may have (online or not).
+    pub(super) fn new(num_threads: u32, cpus: usize, state_first: bool) -> Self {
         MultiStop {
             state: AtomicU32::new(NONE),
             thread_ack: AtomicU32::new(0),
             num_threads,
             state_first,
             finished: StdU32::new(0),
-            acked: Default::default(),
+            acked: std::array::from_fn(|_| CpuMask::new(cpus)),
             masters: StdU32::new(0),
             abandoned: StdBool::new(false),
         }
@@ -97,9 +119,7 @@ impl MultiStop {
     /// state once, `thread_ack` stays within `1..=num_threads` before a decrement, and
     /// the state advances only when every participant has acked it.
     fn ack_state(&self, cpu: usize, curstate: u32) -> Result<bool, Violation> {
-        let bit = 1u64 << cpu;
-        let seen = self.acked[curstate as usize].fetch_or(bit, SeqCst);
-        if seen & bit != 0 {
+        if self.acked[curstate as usize].insert(cpu) {
             return Err(Violation::new(
                 "H7",
                 format!("CPU {cpu} acked state {curstate} twice"),
@@ -118,7 +138,7 @@ impl MultiStop {
         if old != 1 {
             return Ok(false);
         }
-        let acks = self.acked[curstate as usize].load(SeqCst).count_ones();
+        let acks = self.acked[curstate as usize].len();
         if acks != self.num_threads {
             return Err(Violation::new(
                 "H7",
@@ -222,7 +242,7 @@ impl HashProtect {
             }
             RUN => {
                 // H7: fn runs only in RUN, after every participant acked DISABLE_IRQ.
-                let acks = ms.acked[DISABLE_IRQ as usize].load(SeqCst).count_ones();
+                let acks = ms.acked[DISABLE_IRQ as usize].len();
                 if ms.state.peek() != RUN || acks != ms.num_threads {
                     return Err(Violation::new(
                         "H7",

@@ -27,7 +27,7 @@ use crate::model::{
     CoverDesc, Ctx, Expect, Model, ModelConfig, ModelDesc, OpDesc, ParamDesc, ParamKind, RoleDesc,
     VariantDesc, VariantKind, Violation,
 };
-use crate::sync::{AtomicBool, Mutex};
+use crate::sync::{AtomicBool, Cpus, Mutex};
 use protocol::Checks;
 use std::sync::atomic::{AtomicU64 as StdU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -196,6 +196,15 @@ pub static DESC: ModelDesc = ModelDesc {
             doc: "guest real pages in the shared hot set: half the guest accesses and rmap walks go there (0: none)",
         },
         ParamDesc {
+            name: "pcpus",
+            kind: ParamKind::Int {
+                default: 16,
+                min: 1,
+                max: 1024,
+            },
+            doc: "host CPUs: at most this many vCPUs have interrupts off (are in the guest) at once",
+        },
+        ParamDesc {
             name: "checks",
             kind: ParamKind::Bool { default: true },
             doc: "evaluate per-op invariants (off only to measure their cost)",
@@ -340,6 +349,8 @@ struct Params {
     /// Evaluate the per-op invariants (R1–R4, Q1 in the commit). Off only to measure
     /// what they cost: turning them off can hide a violation, never cause one.
     checks: bool,
+    /// Host CPUs a vCPU holds from interrupts off to guest exit ([`Cpus`]).
+    pcpus: usize,
 }
 
 fn build(cfg: &ModelConfig) -> Result<Arc<dyn Model>, String> {
@@ -354,6 +365,7 @@ fn build(cfg: &ModelConfig) -> Result<Arc<dyn Model>, String> {
         accesses: p.int("accesses"),
         checks: p.flag("checks"),
         hot: p.int("hot"),
+        pcpus: p.int("pcpus") as usize,
     };
     if params.order_small > params.order_large {
         return Err("params.order_small must not exceed params.order_large".into());
@@ -413,6 +425,9 @@ pub struct Hpt {
     /// invalidation counters, `kvm->mmu_lock` and `kvm->srcu`.
     mmu: Mmu,
     vcpus: Vec<Vcpu>,
+    /// The host CPUs a vCPU runs on with interrupts off: the resize IPI
+    /// (`on_each_cpu()`) waits only for vCPUs that are running.
+    cpus: Cpus,
     ghost: Ghost,
 }
 
@@ -453,6 +468,7 @@ impl Hpt {
                 1,
             ),
             vcpus: (0..threads).map(|_| Vcpu::default()).collect(),
+            cpus: Cpus::new(params.pcpus, threads),
             ghost: Ghost::default(),
             params,
             checks,

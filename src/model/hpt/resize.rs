@@ -82,7 +82,10 @@ impl Hpt {
     }
 
     /// `on_each_cpu(resize_hpt_boot_vcpu, NULL, 1)`: wait until every vCPU that had
-    /// interrupts off (past its entry check, or in the guest) has exited once.
+    /// interrupts off (past its entry check, or in the guest) has exited once. The
+    /// kernel IPIs host CPUs: a vCPU with interrupts off is running on one, and holds
+    /// one of the model's `pcpus` ([`crate::sync::Cpus`], vcpu.rs `irq_off`), so this
+    /// waits for at most that many vCPUs, whatever the thread count.
     fn ipi_all_vcpus(&self, cx: &dyn Ctx) {
         let n = if self.checks.ipi_every_vcpu {
             self.vcpus.len()

@@ -6,6 +6,7 @@ use super::table::{self, Table, AVPN_SHIFT, GROUP, V_ABSENT, V_BOLTED, V_HVLOCK,
 use super::{cov, Hpt, Vcpu};
 use crate::model::Ctx;
 use crate::model::Violation;
+use crate::sync::Cpus;
 use crate::{point, window};
 use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 use std::sync::Arc;
@@ -34,17 +35,22 @@ enum Exit {
 }
 
 impl Vcpu {
-    /// Interrupts off: from here until [`exit`](Self::exit) the resize IPI waits.
-    fn irq_off(&self) {
+    /// Interrupts off, on a host CPU of its own (taken first, as the vCPU thread is
+    /// running when it disables interrupts): from here until [`exit`](Self::exit) the
+    /// resize IPI waits.
+    fn irq_off(&self, cpus: &Cpus) {
+        cpus.take();
         let w = self.run.load(SeqCst);
         self.run.store(w | 1, SeqCst);
     }
 
-    /// Guest exit with interrupts back on (a pending IPI is taken here).
-    fn exit(&self) {
+    /// Guest exit with interrupts back on (a pending IPI is taken here); the host CPU
+    /// may run another vCPU.
+    fn exit(&self, cpus: &Cpus) {
         let w = self.run.load(SeqCst);
         self.kick.store(false, SeqCst);
         self.run.store((w & !1) + 2, SeqCst);
+        cpus.give();
     }
 }
 
@@ -69,21 +75,21 @@ impl Hpt {
             }
             window!("hpt.vcpu.before_irq_off");
             if self.checks.irq_off_before_recheck {
-                vcpu.irq_off();
+                vcpu.irq_off(&self.cpus);
             }
             window!("hpt.vcpu.irqoff_recheck");
             if self.checks.irqoff_recheck && !self.mmu_ready.load(SeqCst) {
                 // Fixed kvmppc_run_core(): refuse to enter, resize in progress.
-                vcpu.exit();
+                vcpu.exit(&self.cpus);
                 cx.cover(cov::ENTRY_REFUSED_NOT_READY);
                 continue;
             }
             if !self.checks.irq_off_before_recheck {
-                vcpu.irq_off();
+                vcpu.irq_off(&self.cpus);
             }
             cx.cover(cov::GUEST_ENTERED);
             let exit = self.guest(cx, vcpu, &mut r4);
-            vcpu.exit();
+            vcpu.exit(&self.cpus);
             window!("hpt.vcpu.after_exit");
             if let Exit::PageFault(f) = exit? {
                 let idx = self.mmu.srcu().read_lock();
