@@ -87,7 +87,9 @@ fn tiny_bench_reports_every_model_and_saves_its_json() {
         }
         for r in rows(m, "threads_curve") {
             assert!(
-                r["peak_rss_mib"].is_number() && r["every_window_entered"].is_boolean(),
+                r["finished"] == true
+                    && r["peak_rss_mib"].is_number()
+                    && r["every_window_entered"].is_boolean(),
                 "{r}"
             );
         }

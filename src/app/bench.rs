@@ -171,6 +171,18 @@ struct Measured {
 /// cores with them (one 1024-thread curve point left behind made the next model's
 /// 2-thread run 10,000x slower). A process per run also gives each run its own peak RSS.
 fn run(s: &Spec) -> Result<Measured, Error> {
+    run_bounded(s)?.ok_or_else(|| {
+        Error::Fault(format!(
+            "bench: {} {} at {} threads did not finish",
+            s.model.name, s.variant, s.threads
+        ))
+    })
+}
+
+/// [`run`], or `None` if the child was still running a minute past its budget (and
+/// was killed): a thread-curve point whose last op is a rendezvous of a thousand
+/// threads on two cores (hash-protect's stop_machine) is a figure, not a fault.
+fn run_bounded(s: &Spec) -> Result<Option<Measured>, Error> {
     let exe = std::env::current_exe().map_err(|e| Error::Fault(format!("bench: own binary: {e}")))?;
     let mut child = std::process::Command::new(exe)
         .args(["bench", "--one", &s.to_json().to_string()])
@@ -189,10 +201,10 @@ fn run(s: &Spec) -> Result<Measured, Error> {
         if interrupt::requested() || std::time::Instant::now() > deadline {
             let _ = child.kill();
             let _ = child.wait();
-            return Err(Error::Fault(format!(
-                "bench: {} {} at {} threads did not finish",
-                s.model.name, s.variant, s.threads
-            )));
+            if interrupt::requested() {
+                return Err(Error::Fault("bench: interrupted".into()));
+            }
+            return Ok(None);
         }
         std::thread::sleep(Duration::from_millis(5));
     };
@@ -208,7 +220,7 @@ fn run(s: &Spec) -> Result<Measured, Error> {
         ))
     })?;
     let f = |k: &str| v[k].as_f64().unwrap_or(0.0);
-    Ok(Measured {
+    Ok(Some(Measured {
         caught: v["caught"].as_bool().unwrap_or(false),
         elapsed_s: f("elapsed_s"),
         ops_total: f("ops_total") as u64,
@@ -226,7 +238,7 @@ fn run(s: &Spec) -> Result<Measured, Error> {
         det_steps: f("det_steps") as u64,
         det_switches: f("det_switches") as u64,
         peak_rss_mib: f("peak_rss_mib"),
-    })
+    }))
 }
 
 /// `bench --one SPEC`: the child side of [`run`]. Prints the figures as one JSON
@@ -469,11 +481,14 @@ fn model_bench(m: &'static ModelDesc, z: &Size, new: Injection) -> Result<Value,
     }
     let mut curve = Vec::new();
     for &threads in z.curve {
-        let o = run(&base(threads, new))?;
-        let entered = o.coverage.iter().all(|(_, n)| *n > 0);
-        curve.push(json!({"threads": threads, "ops_per_s": ops_per_s(&o),
-            "rarest_per_s": rarest_per_s(&o), "every_window_entered": entered,
-            "peak_rss_mib": o.peak_rss_mib}));
+        curve.push(match run_bounded(&base(threads, new))? {
+            Some(o) => json!({"threads": threads, "finished": true, "ops_per_s": ops_per_s(&o),
+                "rarest_per_s": rarest_per_s(&o),
+                "every_window_entered": o.coverage.iter().all(|(_, n)| *n > 0),
+                "peak_rss_mib": o.peak_rss_mib}),
+            None => json!({"threads": threads, "finished": false, "ops_per_s": null,
+                "rarest_per_s": null, "every_window_entered": false, "peak_rss_mib": null}),
+        });
     }
     Ok(
         json!({"model": m.name, "variant": fixed, "injection": inj_json(new),
@@ -647,6 +662,14 @@ fn human(v: &Value, dir: &str) -> String {
     t += "\nThreads curve, new default injection\n\n| model | threads | ops/s | rarest window/s | every window | peak RSS MiB |\n|---|---:|---:|---:|---|---:|\n";
     for m in v["models"].as_array().into_iter().flatten() {
         for r in m["threads_curve"].as_array().into_iter().flatten() {
+            if r["finished"] == false {
+                t += &format!(
+                    "| {} | {} | not over a minute past its budget (killed) | - | false | - |\n",
+                    m["model"].as_str().unwrap_or(""),
+                    r["threads"]
+                );
+                continue;
+            }
             t += &format!(
                 "| {} | {} | {} | {} | {} | {} |\n",
                 m["model"].as_str().unwrap_or(""),
