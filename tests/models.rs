@@ -215,27 +215,26 @@ fn race_variants_and_mutants_are_caught_in_stress_mode() {
     );
 }
 
+/// Runs every case `pick` selects, with `extra` flags: each must exit 0.
+fn each_exits_clean(pick: impl Fn(&Case) -> bool, extra: &str, what: &str) {
+    let res = TempDir::new().unwrap();
+    let failures: Vec<String> = cases()
+        .iter()
+        .filter(|c| pick(c))
+        .filter_map(|c| {
+            let (code, out, err) = kt(&[&["run".to_string()][..], &c.args()].concat(), extra, &res);
+            (code != 0).then(|| format!("{}: exit {code} {out} {err}", c.label()))
+        })
+        .collect();
+    assert!(failures.is_empty(), "{what}:\n{}", failures.join("\n"));
+}
+
 #[test]
 fn race_variants_that_need_concurrency_are_clean_alone() {
-    let res = TempDir::new().unwrap();
-    let mut failures = Vec::new();
-    for c in cases()
-        .iter()
-        .filter(|c| c.v.needs_concurrency && c.v.kind == VariantKind::Race)
-    {
-        let (code, _, err) = kt(
-            &[&["run".to_string()][..], &c.args()].concat(),
-            "--threads 1 --ops 3000 --stall-timeout 10s --seed 2 --quiet",
-            &res,
-        );
-        if code != 0 {
-            failures.push(format!("{}: exit {code} {err}", c.label()));
-        }
-    }
-    assert!(
-        failures.is_empty(),
-        "one thread must be clean:\n{}",
-        failures.join("\n")
+    each_exits_clean(
+        |c| c.v.needs_concurrency && c.v.kind == VariantKind::Race,
+        "--threads 1 --ops 3000 --stall-timeout 10s --seed 2 --quiet",
+        "one thread must be clean",
     );
 }
 
@@ -279,22 +278,11 @@ fn fixed_variants_and_controls_are_clean_and_enter_every_window() {
 /// fixed run's second ack from one CPU.
 #[test]
 fn fixed_variants_are_clean_past_64_threads() {
-    let res = TempDir::new().unwrap();
-    let mut failures = Vec::new();
-    for c in cases()
-        .iter()
-        .filter(|c| c.v.kind == VariantKind::Fixed && c.cell.expect == Expect::Clean)
-    {
-        let (code, out, err) = kt(
-            &[&["run".to_string()][..], &c.args()].concat(),
-            "--threads 96 --duration 1s --quiet --format json",
-            &res,
-        );
-        if code != 0 {
-            failures.push(format!("{}: exit {code} {out} {err}", c.label()));
-        }
-    }
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    each_exits_clean(
+        |c| c.v.kind == VariantKind::Fixed && c.cell.expect == Expect::Clean,
+        "--threads 96 --duration 1s --quiet --format json",
+        "a fixed variant at 96 threads must be clean",
+    );
 }
 
 #[test]
