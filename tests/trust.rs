@@ -255,6 +255,20 @@ fn bad_input_is_refused_before_a_run_directory_exists() {
                 .collect(),
             "ops must be at least 1",
         ),
+        (
+            words("run --model hpt --param order_small=12 --param order_large=10")
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            "order_small must not exceed params.order_large",
+        ),
+        (
+            words("run --model vpa --param pages=1")
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            "params.pages must be 0",
+        ),
     ];
     for (args, needle) in cases {
         let res = tmp.path().join("results");

@@ -41,6 +41,11 @@ pub struct Plan {
 impl Plan {
     /// The plan of a scenario; `default_mode` applies when its settings name none.
     pub fn new(mut sc: Scenario, default_mode: ModeArg) -> Result<Plan, Error> {
+        // A model's own checks of its params (hpt: order_small <= order_large; vpa:
+        // pages not 1) are bad input like a range: refused here, by a build that is
+        // thrown away, before any run directory exists (a failed build in `execute`
+        // left one behind, `running` for ever).
+        build(&sc)?;
         let det = match sc.det.mode.unwrap_or(default_mode) {
             ModeArg::Stress => None,
             ModeArg::Det => {
@@ -125,6 +130,11 @@ impl Executed {
     }
 }
 
+/// The scenario's model, built from its params.
+fn build(sc: &Scenario) -> Result<std::sync::Arc<dyn crate::model::Model>, Error> {
+    (sc.model.build)(&sc.model_config()?).map_err(|e| usage(format!("{} model: {e}", sc.model.name)))
+}
+
 /// Builds the model and runs the plan to the end.
 pub fn execute(
     plan: &Plan,
@@ -132,8 +142,7 @@ pub fn execute(
     obs: &mut dyn Observer,
 ) -> Result<Executed, Error> {
     let sc = &plan.sc;
-    let model =
-        (sc.model.build)(&sc.model_config()?).map_err(|e| usage(format!("{} model: {e}", sc.model.name)))?;
+    let model = build(sc)?;
     let cfg = RunConfig {
         threads: sc.threads,
         duration: sc.duration,
