@@ -9,7 +9,9 @@ use std::time::Duration;
 /// again after a short sleep is quicker (hpt, 16 threads on 2 cores: with the queue
 /// the resizer waited behind every vCPU for `kvm->lock`, and the rarest window fell
 /// by a third), while with hundreds a core the looking again is what fills the run
-/// queue (hpt, 1024 threads: 30 k ops/s polling, 690 k queued).
+/// queue (hpt, 1024 threads: 30 k ops/s polling, 690 k queued). The crowd is the
+/// injection policy's ([`crate::sched::crowd`]): 1 outside `targeted`, whose backoff
+/// stays as it was.
 const QUEUE_CROWD: u64 = 64;
 
 /// Escalating wait for a condition another thread must make true.
