@@ -204,6 +204,7 @@ fn bad_input_is_refused_before_a_run_directory_exists() {
     .unwrap();
     let out_of_range = tmp.path().join("range.toml");
     std::fs::write(&out_of_range, "model = \"hpt\"\n[params]\npages = 0\n").unwrap();
+    let w = |s: &str| words(s).iter().map(|s| s.to_string()).collect::<Vec<String>>();
     let cases: Vec<(Vec<String>, &str)> = vec![
         (
             vec!["run".into(), zero_mix.display().to_string()],
@@ -213,62 +214,23 @@ fn bad_input_is_refused_before_a_run_directory_exists() {
             vec!["run".into(), out_of_range.display().to_string()],
             "params.pages = 0 is out of range",
         ),
+        (w("run --model hpt --param pages=0"), "out of range"),
+        (w("run --model hpt --param nope=1"), "unknown key nope"),
+        (w("run --model hpt --duration 0s"), "greater than zero"),
         (
-            words("run --model hpt --param pages=0")
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
-            "out of range",
-        ),
-        (
-            words("run --model hpt --param nope=1")
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
-            "unknown key nope",
-        ),
-        (
-            words("run --model hpt --duration 0s")
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
-            "greater than zero",
-        ),
-        (
-            words("run --model hpt --threads 0")
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
+            w("run --model hpt --threads 0"),
             "threads must be between 1 and 1024",
         ),
         (
-            words("run --model hpt --threads 1025")
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
+            w("run --model hpt --threads 1025"),
             "threads must be between 1 and 1024",
         ),
+        (w("run --model hpt --ops 0"), "ops must be at least 1"),
         (
-            words("run --model hpt --ops 0")
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
-            "ops must be at least 1",
-        ),
-        (
-            words("run --model hpt --param order_small=12 --param order_large=10")
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
+            w("run --model hpt --param order_small=12 --param order_large=10"),
             "order_small must not exceed params.order_large",
         ),
-        (
-            words("run --model vpa --param pages=1")
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
-            "params.pages must be 0",
-        ),
+        (w("run --model vpa --param pages=1"), "params.pages must be 0"),
     ];
     for (args, needle) in cases {
         let res = tmp.path().join("results");
