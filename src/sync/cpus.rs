@@ -24,8 +24,9 @@ use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 #[derive(Debug)]
 pub struct Cpus {
     free: AtomicUsize,
-    /// At least as many CPUs as threads: nobody ever waits, so nothing is counted
-    /// (14 vCPUs bouncing one counter's cache line cost a 16-thread run its speed).
+    /// At least as many CPUs as threads: nobody ever waits, so nothing is counted,
+    /// and a run does exactly what it did before there were host CPUs (no shared
+    /// counter for every vCPU entry to bounce).
     enough: bool,
     queue: WaitQueue,
 }
