@@ -7,7 +7,7 @@ use std::time::Duration;
 /// backoff's fixed time. A queue wakes one sleeper a release, so the waiters get the
 /// resource one wakeup after another; with a few threads a core, all of them looking
 /// again after a short sleep is quicker (hpt, 16 threads on 2 cores: with the queue
-/// for `kvm->lock` the resizer made half its ops and the rarest window fell by a
+/// for `kvm->lock` the resizer made ~60 % of its ops and the rarest window fell by a
 /// third, five alternating pairs), while with hundreds a core the looking again is what fills the run
 /// queue (hpt, 1024 threads: 30 k ops/s polling, 690 k queued). The crowd is the
 /// injection policy's ([`crate::sched::crowd`]): 1 outside `targeted`, whose backoff
