@@ -54,7 +54,7 @@ fn unknown_and_mistyped_params_are_rejected() {
     for (params, needle) in [
         ("bogus = 1", "bogus"),
         ("pin = 3", "pin"),
-        ("caches = 99", "caches"),
+        ("caches = 999", "caches"),
     ] {
         let file = dir.path().join("bad.toml");
         std::fs::write(&file, format!("model = \"pfncache\"\n[params]\n{params}\n")).unwrap();

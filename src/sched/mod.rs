@@ -108,6 +108,8 @@ thread_local! {
     static DET: Cell<bool> = const { Cell::new(false) };
     /// Threads per core of this stress worker's run ([`stress::crowd`]).
     static CROWD: Cell<u64> = const { Cell::new(1) };
+    /// This stress worker's run is [`stress::CROWDED`].
+    static CROWDED: Cell<bool> = const { Cell::new(false) };
 }
 
 /// Which skip counter a site class uses.
@@ -121,11 +123,18 @@ fn left(window: bool) -> &'static std::thread::LocalKey<Cell<u64>> {
 
 /// Installs `mode` for the current thread (a torture worker) until the guard drops.
 pub fn enter(mode: Mode) -> ModeGuard {
-    let (plain, window, det, crowd) = match &mode {
-        Mode::Stress(inj) => (inj.first_gap(false), inj.first_gap(true), false, inj.crowd()),
-        Mode::Det(_) => (0, 0, true, 1),
+    let (plain, window, det, crowd, crowded) = match &mode {
+        Mode::Stress(inj) => (
+            inj.first_gap(false),
+            inj.first_gap(true),
+            false,
+            inj.crowd(),
+            inj.crowded(),
+        ),
+        Mode::Det(_) => (0, 0, true, 1, false),
     };
     CROWD.with(|c| c.set(crowd));
+    CROWDED.with(|c| c.set(crowded));
     PLAIN_LEFT.with(|c| c.set(plain));
     WINDOW_LEFT.with(|c| c.set(window));
     DET.with(|c| c.set(det));
@@ -143,12 +152,18 @@ impl Drop for ModeGuard {
         WINDOW_LEFT.with(|c| c.set(u64::MAX));
         DET.with(|c| c.set(false));
         CROWD.with(|c| c.set(1));
+        CROWDED.with(|c| c.set(false));
     }
 }
 
 /// Threads per core of this stress worker's run (1 outside one).
 pub(crate) fn crowd() -> u64 {
     CROWD.with(Cell::get)
+}
+
+/// This stress worker's run is [`stress::CROWDED`] (false outside one).
+pub(crate) fn crowded() -> bool {
+    CROWDED.with(Cell::get)
 }
 
 /// A preemption point: another thread may run here.

@@ -84,6 +84,22 @@ pub fn crowd(threads: usize) -> u64 {
     (threads / cores).max(1) as u64
 }
 
+/// Threads per core from which a run is *crowded*, whatever its policy: every
+/// injection probability is divided by the crowd, and a waiter with a queue sleeps on
+/// it ([`crate::sync::Backoff::spin_or`]).
+///
+/// The OS already deschedules each of `crowd` threads a core at points of its own
+/// choosing, every time slice; an injected yield or sleep on top costs a whole round of
+/// the run queue, `crowd` slices. At 1024 threads on 2 cores with the default rates
+/// (`run --model M --threads 1024 --duration 4s`): hash-protect made 19–25 ops/s, a
+/// 4 s run took 37–55 s to wind down and its irq window was never entered, against
+/// 3.9 M ops/s and every window entered with the rates divided by 512; pfncache
+/// 6,805 against 338,792, its two vCPU-eviction windows never entered against entered
+/// (with no injection at all, 726,815 ops/s but those two never entered: they need
+/// an injected delay). From 128 threads on 2 cores; 16-thread runs, where the
+/// policies were tuned, are not crowded.
+pub const CROWDED: u64 = 64;
+
 /// Points left to skip before the next delay, for one class of sites (`left` is
 /// the first count; the thread-local fast path of [`super::point`] counts it down).
 #[derive(Clone, Copy)]
@@ -133,6 +149,8 @@ pub struct Injector {
     policy: Policy,
     /// [`crowd`] of the run (1 under [`Policy::Uniform`]).
     crowd: u64,
+    /// [`crowd`] of the run is at least [`CROWDED`].
+    crowded: bool,
 }
 
 impl Injector {
@@ -141,16 +159,20 @@ impl Injector {
             Policy::Uniform => 1,
             Policy::Targeted | Policy::Preempt => crowd(threads),
         };
-        let window_prob = (inj.prob * inj.window_boost).min(0.5);
+        let per_core = crate::sched::stress::crowd(threads);
+        let crowded = per_core >= CROWDED;
+        let thin = if crowded { per_core as f64 } else { 1.0 };
+        let window_prob = (inj.prob * inj.window_boost).min(0.5) / thin;
         let plain_prob = match inj.policy {
             Policy::Targeted => inj.prob / crowd as f64,
-            Policy::Uniform | Policy::Preempt => inj.prob,
+            Policy::Uniform | Policy::Preempt => inj.prob / thin,
         };
         Injector {
             plain: Gap::new(plain_prob, &mut rng),
             window: Gap::new(window_prob, &mut rng),
             policy: inj.policy,
             crowd,
+            crowded,
             rng,
         }
     }
@@ -168,6 +190,11 @@ impl Injector {
             Policy::Targeted => self.crowd,
             Policy::Uniform | Policy::Preempt => 1,
         }
+    }
+
+    /// The run is [`CROWDED`]: waiters sleep on their resource's queue.
+    pub fn crowded(&self) -> bool {
+        self.crowded
     }
 
     fn gap(&self, window: bool) -> &Gap {
@@ -233,5 +260,48 @@ pub fn backoff(rounds: u32, crowd: u64) -> Option<Duration> {
         None
     } else {
         Some(Duration::from_micros(20 * crowd.min(50)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::Stream;
+
+    /// Mean first skip count of a worker's plain and window sites over 400 seeds.
+    fn mean_gaps(policy: Policy, threads: usize) -> (f64, f64) {
+        let (mut plain, mut window) = (0.0, 0.0);
+        for seed in 0..400 {
+            let inj = Injector::new(
+                Rng::stream(seed, Stream::Delays, 0),
+                Injection::default_with(policy),
+                threads,
+            );
+            plain += inj.first_gap(false) as f64 / 400.0;
+            window += inj.first_gap(true) as f64 / 400.0;
+        }
+        (plain, window)
+    }
+
+    #[test]
+    fn crowded_runs_inject_crowd_times_less_often() {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let few = (4 * cores).max(2);
+        let many = CROWDED as usize * 2 * cores;
+        for policy in [Policy::Uniform, Policy::Preempt] {
+            let (plain, window) = mean_gaps(policy, few);
+            let (plain_c, window_c) = mean_gaps(policy, many);
+            assert!(!Injector::new(Rng::stream(0, Stream::Delays, 0), Injection::UNIFORM, few).crowded());
+            // 1 % of plain points and 20 % of windows (gaps ~99 and ~4), divided by 128.
+            assert!((60.0..150.0).contains(&plain), "{policy:?} plain {plain}");
+            assert!((2.0..7.0).contains(&window), "{policy:?} window {window}");
+            assert!(plain_c > 60.0 * plain, "{policy:?} plain {plain} -> {plain_c}");
+            assert!(
+                window_c > 60.0 * window,
+                "{policy:?} window {window} -> {window_c}"
+            );
+        }
+        let inj = Injector::new(Rng::stream(0, Stream::Delays, 0), Injection::UNIFORM, many);
+        assert!(inj.crowded());
     }
 }

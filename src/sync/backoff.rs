@@ -3,17 +3,6 @@
 use crate::sched::{det, stress, wait_point, Site};
 use std::time::Duration;
 
-/// Threads per core from which a waiter with a queue sleeps on it rather than for the
-/// backoff's fixed time. A queue wakes one sleeper a release, so the waiters get the
-/// resource one wakeup after another; with a few threads a core, all of them looking
-/// again after a short sleep is quicker (hpt, 16 threads on 2 cores: with the queue
-/// for `kvm->lock` the resizer made ~60 % of its ops and the rarest window fell by a
-/// third, five alternating pairs), while with hundreds a core the looking again is what fills the run
-/// queue (hpt, 1024 threads: 30 k ops/s polling, 690 k queued). The crowd is the
-/// injection policy's ([`crate::sched::crowd`]): 1 outside `targeted`, whose backoff
-/// stays as it was.
-const QUEUE_CROWD: u64 = 64;
-
 /// Escalating wait for a condition another thread must make true.
 ///
 /// Spins briefly, then yields, then sleeps, so that 64 workers on 2 cores never
@@ -43,13 +32,22 @@ impl Backoff {
         self.pause(det::Point::Yield);
     }
 
-    /// A [`Backoff::spin`] whose sleep, where the stress backoff asks for one and at
-    /// least [`QUEUE_CROWD`] threads share a core, is `queue`: a wait on a queue that
-    /// the release of the resource ends ([`super::Cpus`], a mutex). `queue` returns
-    /// whether it waited (a spin lock has no queue): if not, the fixed sleep.
+    /// A [`Backoff::spin`] whose sleep, where the stress backoff asks for one in a
+    /// [`stress::CROWDED`] run, is `queue`: a wait on a queue that the release of the
+    /// resource ends ([`super::Cpus`], a mutex). `queue` returns whether it waited (a
+    /// spin lock has no queue): if not, the fixed sleep.
+    ///
+    /// A queue wakes one sleeper a release, so the waiters get the resource one wakeup
+    /// after another; with a few threads a core, all of them looking again after a
+    /// short sleep is quicker (hpt, 16 threads on 2 cores: with the queue for
+    /// `kvm->lock` the resizer made ~60 % of its ops and the rarest window fell by a
+    /// third, five alternating pairs), while with hundreds a core the looking again is
+    /// what fills the run queue (hpt, 1024 threads: 30 k ops/s polling, 690 k queued;
+    /// hash-protect, whose CPUs' claims are mutexes: 25 ops/s polling, 14,534 queued,
+    /// both before crowded runs injected less).
     pub(crate) fn spin_or(&mut self, queue: impl FnOnce() -> bool) {
         if let Some(nap) = self.round(det::Point::Wait) {
-            if crate::sched::crowd() < QUEUE_CROWD || !queue() {
+            if !crate::sched::crowded() || !queue() {
                 std::thread::sleep(nap);
             }
         }

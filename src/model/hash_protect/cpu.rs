@@ -5,7 +5,8 @@ use super::stop_machine::MultiStop;
 use super::table::{ABSENT, HVLOCK, VALID};
 use super::{cov, HashProtect};
 use crate::model::{Ctx, Violation};
-use crate::sync::{bitlock, AtomicBool, AtomicU32, Backoff, RawSpinLock};
+use crate::sync::mutex::RawMutex;
+use crate::sync::{bitlock, AtomicBool, AtomicU32, Backoff};
 use std::sync::atomic::{AtomicBool as StdBool, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 
@@ -36,7 +37,11 @@ pub(super) struct Cpu {
     /// Held by whoever runs this CPU now: its own worker during an op, the
     /// stop_machine caller driving the CPU's stopper while the worker is away, or CPU
     /// hotplug taking the CPU down or bringing it up (nothing else runs on it then).
-    pub claim: RawSpinLock,
+    /// A mutex: a worker whose CPU a stop_machine caller drives waits out the whole
+    /// rendezvous, and in a crowded run it does so off the run queue, woken by the
+    /// caller's unlock (polling, 1021 such workers left the caller a thousandth of
+    /// the cores: a stop_machine took tens of seconds at 1024 threads).
+    pub claim: RawMutex,
     /// The `multi_cpu_stop` work queued on this CPU's stopper (`cpu_stop_queue_work`).
     pub work: Mutex<Option<Arc<MultiStop>>>,
     /// Ghost: this CPU's stopper runs `multi_cpu_stop()` (the irq source's bias).
@@ -51,7 +56,7 @@ impl Cpu {
             soft_irq_on: AtomicBool::new(true),
             hard_irq_on: AtomicBool::new(true),
             pending_irq: AtomicBool::new(false),
-            claim: RawSpinLock::new(),
+            claim: RawMutex::new(),
             work: Mutex::new(None),
             in_stopper: StdBool::new(false),
         }
