@@ -3,7 +3,7 @@
 //!
 //! A det schedule is a list of decisions keyed by their index among the run's
 //! scheduling choices (one after every step, one at every worker's exit). An op's
-//! arguments are drawn from its own stream ([`crate::rng::Rng::op_stream`]), so
+//! arguments are drawn from its own stream ([`crate::rng::OpDraws`]), so
 //! without the op every other op does the same work; but the op's own steps are
 //! gone, and with them the choices that followed them: every later decision would
 //! land that many choices too late, at another thread's step, and the candidate

@@ -2,7 +2,7 @@
 
 use super::{counters::WorkerCounters, recorder::Kind, Marks, Shared};
 use crate::model::Ctx;
-use crate::rng::{Rng, Stream};
+use crate::rng::{OpDraws, Rng, Stream};
 use crate::sched::stress::{Injection, Injector};
 use crate::sched::{self, det, Mode};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -17,8 +17,9 @@ pub struct OpCtx<'a> {
     op: u64,
     /// Rounds started so far (see [`Ctx::round`]).
     round: u64,
-    /// The op's draws: its own stream, then each round's (see [`Rng::op_stream`]).
+    /// The op's draws: its own stream, then each round's (see [`OpDraws`]).
     rng: Rng,
+    draws: OpDraws,
     shared: &'a Shared,
     counters: &'a WorkerCounters,
     /// Det mode: where the worker's ops and rounds begin, for `shrink`.
@@ -53,7 +54,7 @@ impl Ctx for OpCtx<'_> {
     fn round(&mut self) -> bool {
         self.round += 1;
         let cfg = &self.shared.cfg;
-        self.rng = Rng::op_stream(cfg.seed, self.worker, self.op, self.round);
+        self.rng = self.draws.stream(self.op, self.round);
         if let Some(m) = self.marks.as_deref_mut() {
             m.begin(self.shared.recorder.now(), self.op, self.round);
         }
@@ -146,6 +147,7 @@ fn ops_loop(shared: &Shared, idx: usize, mix: &Mix) -> Option<Marks> {
     let cfg = &shared.cfg;
     // The worker's choice of ops; each op draws its arguments from its own stream.
     let mut picks = Rng::stream(cfg.seed, Stream::Ops, idx as u64);
+    let draws = OpDraws::new(cfg.seed, idx);
     let mut marks = shared.det.as_ref().map(|_| Marks::default());
     let counters = &shared.counters.workers[idx];
     let ops = shared.desc.ops;
@@ -197,7 +199,8 @@ fn ops_loop(shared: &Shared, idx: usize, mix: &Mix) -> Option<Marks> {
             threads: cfg.threads,
             op: done,
             round: 0,
-            rng: Rng::op_stream(cfg.seed, idx, done, 0),
+            rng: draws.stream(done, 0),
+            draws,
             shared,
             counters,
             marks: marks.as_mut(),
