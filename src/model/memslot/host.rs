@@ -2,7 +2,7 @@
 //! pointing at a page of the [`Arena`] (which keeps refcounts and mapcounts).
 //!
 //! A pte changes only inside an invalidate_range_start/end bracket (KSM, COW,
-//! munmap), so S7 and Q2 can trust it. `ptep_clear_flush()` and `set_pte_at()` run
+//! unmerge), so S7 and Q2 can trust it. `ptep_clear_flush()` and `set_pte_at()` run
 //! under the page-table lock; a GUP that finds the pte cleared takes that lock and
 //! so waits for the store, which the model does by waiting for the pte to come back.
 
@@ -17,7 +17,7 @@ pub(super) const PTE_NONE: Pfn = PFN_ERR;
 pub(super) struct HostPt {
     ptes: Vec<AtomicU64>,
     /// The page-table lock of each pte (`pte_offset_map_lock()`): KSM's and the
-    /// COW/munmap paths' clear → (change_pte) → set sequences run under it.
+    /// COW path's clear → change_pte → set sequences run under it.
     ptl: Vec<RawSpinLock>,
 }
 

@@ -1,5 +1,6 @@
-//! The primary MMU's side (mm/ksm.c before v6.10, and munmap / COW breaking): every
-//! host pte change inside an invalidate_range_start/end bracket.
+//! The primary MMU's side (mm/ksm.c before v6.10, and KSM's COW breaking in
+//! mm/memory.c): every host pte change inside an invalidate_range_start/end bracket,
+//! each through `set_pte_at_notify()`.
 
 use super::slots::{A_PAGES, B_PAGES};
 use super::{cov, Memslot, Op};
@@ -93,11 +94,22 @@ impl Memslot {
         }
     }
 
-    /// Unmerge (`break_ksm()` → a write fault's `wp_page_copy()`), or munmap + refault,
-    /// of host page `h`: one bracket that replaces the page with a fresh copy if the
-    /// pte is still the one the fault saw (`pte_same()` under the pte lock, which is
-    /// what keeps it from undoing a concurrent `replace_page()`), the old page dropped
-    /// after `range_end`.
+    /// Unmerge of host page `h`: `break_ksm()` → `handle_mm_fault(FAULT_FLAG_UNSHARE)`
+    /// → `do_wp_page()` → `wp_page_copy()` (mm/memory.c, v6.4–v6.9). One bracket that
+    /// replaces the page with a fresh copy if the pte is still the one the fault saw
+    /// (`pte_same()` under the pte lock, which is what keeps it from undoing a
+    /// concurrent `replace_page()`), the old page dropped after `range_end`.
+    ///
+    /// `wp_page_copy()` stores the new pte with `set_pte_at_notify()`, as KSM's
+    /// brackets do: after `ptep_clear_flush()`, change_pte maps the fresh page in
+    /// stage 2 before the pte store (a plain `set_pte_at()` since f7842747d13d, v6.10:
+    /// the `removed` variant). Leaving it out let a merge's change_pte that ran inside
+    /// this bracket (its `range_start` had already zapped) keep its leaf after this
+    /// pte store, a stale leaf no invalidation removes (Q2, or S7 when the merged-away
+    /// page is freed). munmap is not this op: `do_vmi_align_munmap()` detaches the VMA
+    /// under `mmap_write_lock`, so no KSM bracket (`find_mergeable_vma()` under
+    /// `mmap_read_lock`) runs on its hvas inside its zap; a zap under `mmap_read_lock`
+    /// (`MADV_DONTNEED`), which clears the pte with no change_pte, is not modelled.
     pub(super) fn unmerge(&self, op: &mut Op) {
         let h = self.pick_host_page(op);
         let orig = self.host.get(h);
@@ -114,12 +126,16 @@ impl Memslot {
             self.release_page(op, fresh, "unmerge: pte changed, drop the copy", true);
             return;
         }
+        // ptep_clear_flush(vma, vmf->address, vmf->pte);
         let old = self.host.clear(h);
+        // set_pte_at_notify(mm, vmf->address, vmf->pte, entry): change_pte, then the store.
+        self.change_pte(op, h, fresh);
+        crate::window!("unmerge.between_change_pte_and_set_pte");
         self.host.set(h, fresh);
         self.host.unlock(h);
         self.range_end(op, h);
-        op.event("K unmerge/munmap replaced page {b} at hva {a}", h, old);
-        // tlb_finish_mmu() / the COW's put of the old page: after range_end.
+        op.event("K unmerge replaced page {b} at hva {a}", h, old);
+        // wp_page_copy() puts the old page (folio_put(old_folio)) after range_end.
         self.release_page(op, old, "unmerge: drop old page", true);
     }
 }

@@ -11,7 +11,7 @@
 //! pflash reads hit stage 2 instead of exiting to QEMU.
 //!
 //! Roles: the memslot updater (`kvm_set_memslot()`), the primary MMU (KSM merges,
-//! unmerge/munmap) and vCPUs (guest accesses: a stage-2 hit, or `user_mem_abort()`).
+//! unmerges) and vCPUs (guest accesses: a stage-2 hit, or `user_mem_abort()`).
 //! Memory is the arena of [`super::mem`]; the invalidation counters, `mmu_lock` and
 //! the swap's wait are [`super::notifier::Invalidations`].
 //!
@@ -60,24 +60,24 @@ pub static DESC: ModelDesc = ModelDesc {
     spec: "memslot.md",
     roles: &[
         RoleDesc { name: "updater", doc: "the VMM's memslot ioctls (kvm_set_memslot): pflash B toggled between DELETE and CREATE, or moved" },
-        RoleDesc { name: "host", doc: "the primary MMU: KSM merges (write_protect_page + replace_page), unmerge/munmap" },
+        RoleDesc { name: "host", doc: "the primary MMU: KSM merges (write_protect_page + replace_page), unmerges (break_ksm's wp_page_copy)" },
         RoleDesc { name: "vCPU", doc: "guest accesses: a stage-2 hit, or kvm_handle_guest_abort/user_mem_abort" },
     ],
     ops: &[
         OpDesc { name: "memslot_toggle", role: UPDATER, weight: 4, doc: "DELETE slot B if present, else CREATE it (QEMU pflash ROMD <-> I/O)" },
         OpDesc { name: "memslot_move", role: UPDATER, weight: 1, doc: "MOVE slot B to its other gfn base (invalidate, then activate the moved slot)" },
         OpDesc { name: "ksm_merge", role: HOST, weight: 4, doc: "try_to_merge_one_page: write_protect_page and replace_page brackets, then drop the old page" },
-        OpDesc { name: "unmerge", role: HOST, weight: 2, doc: "break COW / munmap+refault of one page: a bracket replacing the page, then drop the old one" },
+        OpDesc { name: "unmerge", role: HOST, weight: 2, doc: "break_ksm's COW (wp_page_copy) of one page: a bracket replacing it with set_pte_at_notify, then drop the old one" },
         OpDesc { name: "guest_access", role: VCPU, weight: 1, doc: "a guest read: stage-2 hit, or the fault path (MMIO exit, retry, map)" },
     ],
     params: &[],
     coverage: &[
-        CoverDesc { name: "change_pte_saw_invalid_slot", per: &["ksm_merge"], doc: "The change_pte handler met an INVALID slot overlapping the hva (the (C) window; skipped by the fixed handler)." },
-        CoverDesc { name: "spte_set_table_present", per: &["ksm_merge"], doc: "kvm_set_spte_gfn found the stage-2 table and installed a leaf." },
-        CoverDesc { name: "spte_set_enomem", per: &["ksm_merge"], doc: "kvm_set_spte_gfn found no table and, without a memcache, mapped nothing (-ENOMEM)." },
+        CoverDesc { name: "change_pte_saw_invalid_slot", per: &["ksm_merge", "unmerge"], doc: "The change_pte handler met an INVALID slot overlapping the hva (the (C) window; skipped by the fixed handler)." },
+        CoverDesc { name: "spte_set_table_present", per: &["ksm_merge", "unmerge"], doc: "kvm_set_spte_gfn found the stage-2 table and installed a leaf." },
+        CoverDesc { name: "spte_set_enomem", per: &["ksm_merge", "unmerge"], doc: "kvm_set_spte_gfn found no table and, without a memcache, mapped nothing (-ENOMEM)." },
         CoverDesc { name: "swap_waited_on_count", per: &["memslot_toggle", "memslot_move"], doc: "kvm_swap_active_memslots slept because mn_active_invalidate_count != 0." },
         CoverDesc { name: "bracket_overlapped_delete", per: &["ksm_merge", "unmerge"], doc: "An invalidate_range_start ran between a DELETE/MOVE's INVALID publish (A) and its final swap." },
-        CoverDesc { name: "change_pte_walked_slots", per: &["ksm_merge"], doc: "change_pte passed its in_progress test and walked the overlapping slots." },
+        CoverDesc { name: "change_pte_walked_slots", per: &["ksm_merge", "unmerge"], doc: "change_pte passed its in_progress test and walked the overlapping slots." },
         CoverDesc { name: "fault_retry", per: &["guest_access"], doc: "user_mem_abort's mmu_invalidate_retry said retry under mmu_lock." },
         CoverDesc { name: "fault_mmio_exit_invalid", per: &["guest_access"], doc: "kvm_handle_guest_abort found the slot INVALID and took the MMIO exit." },
         CoverDesc { name: "stale_access_exit", per: &["guest_access"], doc: "A guest access to a gfn that must exit (flushed, no valid slot yet) found no leaf and exited (the S6 path)." },
