@@ -178,9 +178,10 @@ pub struct ValidateArgs {
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
     /// Det mode: schedules per case, from `--seed` on. A race or mutant must fail
-    /// one; a clean variant must pass them all. (The slowest mutant, memslot's
-    /// mut-end-no-seq, first fails at schedule 27 from seed 1.)
-    #[arg(long, default_value_t = 64)]
+    /// one; a clean variant must pass them all. (The slowest mutants, memslot's
+    /// mut-map-after-unlock and mut-retry-seq-only, first fail at schedules 70 and
+    /// 73 from seed 1.)
+    #[arg(long, default_value_t = 128)]
     pub seeds: u64,
     /// stress (default) or det.
     #[arg(long, value_enum)]

@@ -74,8 +74,8 @@ pub struct Settings {
     /// Stress delays: uniform (a spin, yield or sleep at any point), targeted (plain
     /// points only spin; yields at race windows) or preempt (uniform, but a plain
     /// point sleeps when threads outnumber cores). Default: the model's (`list`).
-    /// With 32 or more threads a core, every policy's plain points inject
-    /// `threads / cores` times less often: the OS already preempts there.
+    /// With 32 or more threads a core, every policy injects `threads / cores` times
+    /// less often: the OS already preempts each thread every time slice.
     #[arg(long, value_enum)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub injection: Option<InjectionPolicy>,

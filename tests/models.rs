@@ -276,8 +276,8 @@ fn fixed_variants_and_controls_are_clean_and_enter_every_window() {
 /// A crowded run (1024 threads: 32 or more a core on up to 32 cores) of every fixed
 /// variant is clean and ends on time. Past 64 threads a ghost CPU mask of one `u64`
 /// (hash-protect's stop_machine acks) once folded CPU 76 onto CPU 12 and reported a
-/// fixed run's second ack from one CPU; and before crowded runs thinned their plain
-/// points and queued their waiters, a 4 s hash-protect run at this size took 37–55 s to wind
+/// fixed run's second ack from one CPU; and before crowded runs injected less and
+/// queued their waiters, a 4 s hash-protect run at this size took 37–55 s to wind
 /// down (a stop_machine over every CPU, each poll and injected sleep a round of the
 /// run queue).
 #[test]

@@ -44,7 +44,7 @@ impl Backoff {
     /// third, five alternating pairs), while with hundreds a core the looking again is
     /// what fills the run queue (hpt, 1024 threads: 30 k ops/s polling, 690 k queued;
     /// hash-protect, whose CPUs' claims are mutexes: 25 ops/s polling, 14,534 queued,
-    /// both before crowded runs thinned their plain points).
+    /// both before crowded runs injected less).
     pub(crate) fn spin_or(&mut self, queue: impl FnOnce() -> bool) {
         if let Some(nap) = self.round(det::Point::Wait) {
             if !crate::sched::crowded() || !queue() {
