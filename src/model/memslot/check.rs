@@ -1,5 +1,5 @@
 //! The invariants that read state (spec "Invariants"): S1 at every leaf install, S7
-//! when a page is freed, and the quiescent Q1–Q3. S2 is in the updater, S3 in
+//! when a page is freed, S8 after an invalidation's unmap, and the quiescent Q1–Q3. S2 is in the updater, S3 in
 //! change_pte, S5 at every counter decrement, S6 and the access side of S7 in the
 //! guest access. None of them knows which variant runs.
 
@@ -10,6 +10,25 @@ use crate::model::Violation;
 use std::fmt::Write;
 
 impl Memslot {
+    /// S8, right after `kvm_unmap_gfn_range()` of an invalidation, `mmu_lock` still
+    /// held for write (no fault or change_pte can map meanwhile): the range has no
+    /// leaf. Once every host pte change ran change_pte (`wp_page_copy()`'s
+    /// `set_pte_at_notify()`), a leaf an unmap left behind was mostly remapped by the
+    /// bracket's own change_pte before anything read it, so S7 and Q2 saw a short
+    /// unmap in one 10 s run of four; this sees it at the unmap.
+    pub(super) fn check_unmapped(&self, op: &mut Op, slot: &Slot, gfn: u64) {
+        if let Some(leaf) = self.stage2.lookup(gfn) {
+            op.flag(Violation::new(
+                "S8",
+                format!(
+                    "kvm_unmap_gfn_range of gfn {gfn} (slot {}) returned with a stage-2 leaf still \
+                     there (pfn {}): the invalidation's range is not unmapped",
+                    slot.id, leaf.pfn
+                ),
+            ));
+        }
+    }
+
     /// S1, at a leaf install under `mmu_lock`: the gfn is covered by a non-INVALID
     /// slot *in the mapper's own SRCU snapshot* (`slot` comes from it).
     pub(super) fn check_install(&self, op: &mut Op, slot: &Slot, gfn: u64, who: &'static str) {

@@ -133,7 +133,7 @@ pub static DESC: ModelDesc = ModelDesc {
         VariantDesc::mutant("mut-retry-seq-only", &["S7", "Q2"], true, "mmu_invalidate_retry tests the sequence but not in_progress"),
         VariantDesc::mutant("mut-map-after-unlock", &["S7", "Q2"], true, "the fault drops mmu_lock after its retry test, then maps"),
         VariantDesc::mutant("mut-end-no-seq", &["S7", "Q2"], true, "kvm_mmu_invalidate_end forgets mmu_invalidate_seq++"),
-        VariantDesc::mutant("mut-unmap-short", &["S7", "Q2"], true, "kvm_unmap_gfn_range stops one gfn short of the range end"),
+        VariantDesc::mutant("mut-unmap-short", &["S8", "S7", "Q2"], true, "kvm_unmap_gfn_range stops one gfn short of the range end"),
         VariantDesc::mutant("mut-no-flush", &["S2", "S6", "S7", "Q2"], true, "kvm_invalidate_memslot skips kvm_arch_flush_shadow_memslot"),
         VariantDesc::mutant("mut-flush-before-swap", &["S2", "S6", "S7", "Q2"], true, "the INVALID slot's flush runs before its swap publishes it"),
         VariantDesc::mutant("mut-no-synchronize-srcu", &["S2", "S6", "S7", "Q2"], true, "kvm_swap_active_memslots skips synchronize_srcu_expedited"),

@@ -105,7 +105,10 @@ impl Memslot {
             }
             for (slot, gfn) in hits {
                 match h {
-                    Handler::Unmap => self.unmap_gfn_range(gfn),
+                    Handler::Unmap => {
+                        self.unmap_gfn_range(gfn);
+                        self.check_unmapped(op, &slot, gfn);
+                    }
                     Handler::End => break,
                     Handler::ChangePte(pfn) => self.change_spte(op, &slot, gfn, pfn),
                 }
