@@ -54,27 +54,7 @@ impl Rng {
         }
         Rng(Xoshiro256PlusPlus::from_seed(seed))
     }
-}
 
-/// The draws of one worker's ops, apart from its choice of ops: op number `op`,
-/// round `round` (0 until the op starts its first round, see
-/// [`crate::model::Ctx::round`]) has a stream of its own. Keyed by the op's number,
-/// not by what earlier ops drew, so that leaving an op (or a round) out changes no
-/// other op's arguments: `shrink` deletes one without moving the rest.
-#[derive(Clone, Copy, Debug)]
-pub struct OpDraws(u64);
-
-impl OpDraws {
-    pub fn new(seed: u64, worker: usize) -> Self {
-        OpDraws(Rng::stream(seed, Stream::OpDraws, worker as u64).next_u64())
-    }
-
-    pub fn stream(self, op: u64, round: u64) -> Rng {
-        Rng::seeded(mix64(mix64(self.0 ^ mix64(op)) ^ round))
-    }
-}
-
-impl Rng {
     pub fn next_u64(&mut self) -> u64 {
         self.0.next_u64()
     }
@@ -92,6 +72,24 @@ impl Rng {
     /// True with probability `p` (clamped to [0, 1]).
     pub fn chance(&mut self, p: f64) -> bool {
         p > 0.0 && (p >= 1.0 || self.0.gen::<f64>() < p)
+    }
+}
+
+/// The draws of one worker's ops, apart from its choice of ops: op number `op`,
+/// round `round` (0 until the op starts its first round, see
+/// [`crate::model::Ctx::round`]) has a stream of its own. Keyed by the op's number,
+/// not by what earlier ops drew, so that leaving an op (or a round) out changes no
+/// other op's arguments: `shrink` deletes one without moving the rest.
+#[derive(Clone, Copy, Debug)]
+pub struct OpDraws(u64);
+
+impl OpDraws {
+    pub fn new(seed: u64, worker: usize) -> Self {
+        OpDraws(Rng::stream(seed, Stream::OpDraws, worker as u64).next_u64())
+    }
+
+    pub fn stream(self, op: u64, round: u64) -> Rng {
+        Rng::seeded(mix64(mix64(self.0 ^ mix64(op)) ^ round))
     }
 }
 

@@ -165,11 +165,11 @@ pub struct Injector {
 
 impl Injector {
     pub fn new(mut rng: Rng, inj: Injection, threads: usize) -> Self {
+        let per_core = crowd(threads);
         let crowd = match inj.policy {
             Policy::Uniform => 1,
-            Policy::Targeted | Policy::Preempt => crowd(threads),
+            Policy::Targeted | Policy::Preempt => per_core,
         };
-        let per_core = crate::sched::stress::crowd(threads);
         let crowded = per_core >= CROWDED;
         let thin = if crowded { per_core as f64 } else { 1.0 };
         let window_prob = (inj.prob * inj.window_boost).min(0.5) / thin;
